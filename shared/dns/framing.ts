@@ -1,0 +1,51 @@
+// RFC 1035 §4.2.2 / RFC 7858 / RFC 9250 two-byte length framing, shared by
+// TCP, DoT and DoQ on both runtimes.
+
+export function frameMessage(message: Uint8Array): Uint8Array {
+  if (message.length > 0xffff) throw new RangeError("DNS message longer than 65535 bytes");
+  const out = new Uint8Array(message.length + 2);
+  out[0] = message.length >> 8;
+  out[1] = message.length & 0xff;
+  out.set(message, 2);
+  return out;
+}
+
+export interface FrameReader {
+  /** Feeds bytes; returns every message completed by them, in order. */
+  push(chunk: Uint8Array): Uint8Array[];
+  /** Bytes held for an incomplete message. */
+  readonly buffered: number;
+}
+
+/**
+ * Incremental de-framer. A zero-length frame is returned as an empty message
+ * so the caller can decide (usually: close the connection). The 16-bit length
+ * bounds what one peer can make us hold to one message.
+ */
+export function createFrameReader(): FrameReader {
+  let pending = new Uint8Array(0);
+  return {
+    get buffered() {
+      return pending.length;
+    },
+    push(chunk) {
+      let data: Uint8Array;
+      if (pending.length === 0) data = chunk;
+      else {
+        data = new Uint8Array(pending.length + chunk.length);
+        data.set(pending, 0);
+        data.set(chunk, pending.length);
+      }
+      const messages: Uint8Array[] = [];
+      let offset = 0;
+      while (data.length - offset >= 2) {
+        const size = (data[offset]! << 8) | data[offset + 1]!;
+        if (data.length - offset - 2 < size) break;
+        messages.push(data.slice(offset + 2, offset + 2 + size));
+        offset += 2 + size;
+      }
+      pending = offset === data.length ? new Uint8Array(0) : data.slice(offset);
+      return messages;
+    },
+  };
+}
