@@ -1,0 +1,85 @@
+// The DoH HTTP surface (RFC 8484 + JSON API), as a Hono app both fronts
+// serve: the edge worker directly, the relay's DoH listener through Node.
+
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { buildErrorResponse, EdeCode, minTtl, Rcode, readRcode } from "../dns/wire.ts";
+import { DNS_JSON, DNS_MESSAGE, readDohRequest, readJsonQuery } from "./doh-request.ts";
+import { toJsonAnswer } from "./json-answer.ts";
+
+export interface DohResolveContext {
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  request: Request;
+}
+
+export interface DohAppOptions {
+  /** Answers a query. Never rejects for DNS failures: those are DNS answers. */
+  resolve(query: Uint8Array, context: DohResolveContext): Promise<Uint8Array>;
+  /** Reports an unexpected error (the client still gets SERVFAIL). */
+  onError?(error: unknown, request: Request): void;
+}
+
+const text = (body: string, status: number) =>
+  new Response(`${body}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+
+/** RFC 8484 §5.1: freshness no longer than the smallest TTL; failures not at all. */
+function cacheLifetime(response: Uint8Array): number {
+  try {
+    return readRcode(response) === Rcode.SERVFAIL ? 0 : (minTtl(response) ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+export function createDohApp(options: DohAppOptions): Hono {
+  const app = new Hono();
+  app.use(
+    "*",
+    cors({
+      origin: "*",
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowHeaders: ["content-type", "accept"],
+      exposeHeaders: ["content-type", "cache-control"],
+      maxAge: 86400,
+    }),
+  );
+
+  const answer = async (query: Uint8Array, request: Request): Promise<Uint8Array> => {
+    try {
+      return await options.resolve(query, { signal: request.signal, request });
+    } catch (error) {
+      options.onError?.(error, request);
+      return buildErrorResponse(query, Rcode.SERVFAIL, {
+        ede: { code: EdeCode.OTHER, text: "internal error" },
+      });
+    }
+  };
+
+  const respond = async (
+    c: { req: { raw: Request } },
+    parsed: Awaited<ReturnType<typeof readDohRequest>>,
+  ) => {
+    const request = c.req.raw;
+    if (!parsed.ok) return text(parsed.message, parsed.status);
+    const response = await answer(parsed.value.query, request);
+    const ttl = cacheLifetime(response);
+    const headers = { "cache-control": `max-age=${ttl}` };
+    if (parsed.value.format === "json") {
+      return new Response(JSON.stringify(toJsonAnswer(response)), {
+        headers: { ...headers, "content-type": DNS_JSON },
+      });
+    }
+    return new Response(response as Uint8Array<ArrayBuffer>, {
+      headers: { ...headers, "content-type": DNS_MESSAGE },
+    });
+  };
+
+  app.on(["GET", "POST"], "/dns-query", async (c) => respond(c, await readDohRequest(c.req.raw)));
+  app.all("/dns-query", () => text("method not allowed: use GET or POST", 405));
+  app.get("/resolve", async (c) => respond(c, readJsonQuery(new URL(c.req.url))));
+  app.all("/resolve", () => text("method not allowed: use GET", 405));
+  app.get("/healthz", () => text("ok", 200));
+  app.notFound(() => text("not found: DoH is served at /dns-query", 404));
+  return app;
+}
