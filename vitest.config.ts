@@ -1,8 +1,10 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// Two projects: every test runs in Node; the shared-core tests run a second
-// time inside workerd to prove shared/ works in the Workers runtime.
+const workerdRuntime = { compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"] };
+
+// Three projects: Node tests; the shared-core tests a second time inside
+// workerd to prove shared/ works in the Workers runtime; the worker's tests.
 export default defineConfig({
   test: {
     projects: [
@@ -10,23 +12,26 @@ export default defineConfig({
         test: {
           name: "node",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/workerd/**"],
+          exclude: ["test/workerd/**", "test/edge-worker/**"],
           testTimeout: 20_000,
         },
       },
       {
-        plugins: [
-          cloudflareTest({
-            miniflare: {
-              compatibilityDate: "2026-11-01",
-              compatibilityFlags: ["nodejs_compat"],
-            },
-          }),
-        ],
+        plugins: [cloudflareTest({ miniflare: workerdRuntime })],
         test: {
           name: "workerd",
           include: ["test/shared/**/*.test.ts", "test/workerd/**/*.test.ts"],
           testTimeout: 20_000,
+        },
+      },
+      {
+        // The worker inside workerd, against real servers the global setup starts.
+        plugins: [cloudflareTest({ miniflare: workerdRuntime })],
+        test: {
+          name: "edge-worker",
+          include: ["test/edge-worker/**/*.test.ts"],
+          globalSetup: ["test/edge-worker/global-setup.ts"],
+          testTimeout: 30_000,
         },
       },
     ],

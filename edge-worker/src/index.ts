@@ -1,0 +1,20 @@
+// The edge worker: RFC 8484 DoH and the JSON API on Cloudflare Workers.
+
+import type { Env } from "./env.ts";
+import { workerState } from "./worker-state.ts";
+
+/** Handles one request with the state built for this env (exported for tests). */
+export async function handle(request: Request, env: Env): Promise<Response> {
+  const state = workerState(env);
+  if (!state.ok) {
+    return new Response(`configuration error: ${state.message}\n`, {
+      status: 500,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    });
+  }
+  return state.app.fetch(request);
+}
+
+export default {
+  fetch: (request, env) => handle(request, env),
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,83 @@
+// Per-isolate state: the config is read and validated once per isolate (per
+// distinct DOH_CONFIG value), and the resolver with its health and counters
+// lives as long as the isolate. Cloudflare runs many isolates, so health
+// seen by one is not seen by the others.
+
+import type { Hono } from "hono";
+import {
+  ConfigError,
+  parseWorkerConfig,
+  WORKER_MAX_CONNECTIONS,
+} from "../../shared/config/schema.ts";
+import { createDohApp } from "../../shared/doh/doh-app.ts";
+import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
+import type { Env } from "./env.ts";
+import { buildTransports, SecretMissingError } from "./transports.ts";
+
+export type WorkerState =
+  | { ok: true; resolver: Resolver; app: Hono; warnings: string[] }
+  | { ok: false; message: string };
+
+let cached: { key: string; state: WorkerState } | undefined;
+
+/** The state for this env, built on first use and reused while DOH_CONFIG stays the same. */
+export function workerState(env: Env): WorkerState {
+  const raw = env.DOH_CONFIG;
+  const key = `${typeof raw === "string" ? raw : JSON.stringify(raw)}\u0000${secretsKey(env)}`;
+  if (cached?.key === key) return cached.state;
+  const state = buildState(raw, env);
+  if (state.ok) {
+    for (const warning of state.warnings) console.warn(`doh-edge config warning: ${warning}`);
+  } else {
+    console.error(`doh-edge config error: ${state.message}`);
+  }
+  const previous = cached;
+  cached = { key, state };
+  if (previous?.state.ok) void previous.state.resolver.close();
+  return state;
+}
+
+function secretsKey(env: Env): string {
+  return Object.keys(env)
+    .filter((k) => k !== "DOH_CONFIG" && typeof env[k] === "string")
+    .sort()
+    .map((k) => `${k}=${(env[k] as string).length}`)
+    .join(",");
+}
+
+function buildState(raw: unknown, env: Env): WorkerState {
+  if (raw === undefined || raw === null || raw === "") {
+    return { ok: false, message: "DOH_CONFIG is not set (see wrangler.toml [vars])" };
+  }
+  let input = raw;
+  if (typeof raw === "string") {
+    try {
+      input = JSON.parse(raw);
+    } catch (error) {
+      return { ok: false, message: `DOH_CONFIG: not valid JSON: ${(error as Error).message}` };
+    }
+  }
+  try {
+    const { config, warnings } = parseWorkerConfig(input);
+    const resolver = createResolver({
+      upstreams: config.upstreams,
+      routes: config.routes,
+      transports: buildTransports(config, env),
+      maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
+      onAttemptError: (e) =>
+        console.warn(
+          `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
+        ),
+    });
+    const app = createDohApp({
+      resolve: async (query, { signal }) => (await resolver.resolve(query, signal)).answer,
+      onError: (error) => console.error("doh-edge internal error:", error),
+    });
+    return { ok: true, resolver, app, warnings };
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof SecretMissingError) {
+      return { ok: false, message: error.message };
+    }
+    throw error;
+  }
+}

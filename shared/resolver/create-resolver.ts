@@ -1,0 +1,208 @@
+// One query in, one answer out, the same in both runtimes: route by zone
+// (except lists), then the route's race over its upstreams. Transports are
+// injected: each runtime builds the Upstreams it can speak.
+
+import type { RouteConfig, UpstreamConfig } from "../config/schema.ts";
+import { createRouteTable } from "../config/zones.ts";
+import { buildErrorResponse, DnsWireError, EdeCode, Rcode, readQuestion } from "../dns/wire.ts";
+import { type Clock, systemClock } from "../engine/clock.ts";
+import { type Counters, createCounters, type UpstreamCounterSnapshot } from "../engine/counters.ts";
+import type { ErrorClass, UpstreamError } from "../engine/errors.ts";
+import { createHealthTracker, type UpstreamHealth } from "../engine/health.ts";
+import { createHealthChecker, type HealthChecker } from "../engine/health-check.ts";
+import type { PolicyConfig } from "../engine/policies.ts";
+import { createDnsProbe, createHttpProbe } from "../engine/probes.ts";
+import { createRace, type Race } from "../engine/race.ts";
+import { createCryptoRandom, type Random } from "../engine/random.ts";
+import type { Upstream } from "../engine/upstream.ts";
+
+export interface ResolverOptions {
+  upstreams: readonly UpstreamConfig[];
+  routes: readonly RouteConfig[];
+  /** The transports, by upstream name (built by the runtime). */
+  transports: ReadonlyMap<string, Upstream>;
+  /** Cap on attempts in flight per query (the worker's platform limit). */
+  maxConcurrentAttempts?: number;
+  clock?: Clock;
+  random?: Random;
+  fetch?: typeof fetch;
+  /** Defective attempts of routes with `debug: true`. */
+  onAttemptError?: (event: AttemptErrorEvent) => void;
+}
+
+export interface AttemptErrorEvent {
+  route: string;
+  upstream: string;
+  errorClass: ErrorClass;
+  error: UpstreamError;
+}
+
+export type ResolveOutcome =
+  | { kind: "answer"; answer: Uint8Array; route: string; upstream: string }
+  | { kind: "servfail"; answer: Uint8Array; route: string; error: UpstreamError }
+  | { kind: "refused" | "formerr"; answer: Uint8Array };
+
+export interface RouteStatus {
+  name: string;
+  zones: string[];
+  policy: string;
+  upstreams: UpstreamHealth[];
+}
+
+export interface Resolver {
+  /**
+   * Answers a query: the winning answer (with the query's ID), SERVFAIL with
+   * an EDE when every attempt failed, REFUSED when no route applies, FORMERR
+   * when the question cannot be read. Throws only for a message shorter
+   * than a DNS header (nothing to answer).
+   */
+  resolve(query: Uint8Array, signal?: AbortSignal): Promise<ResolveOutcome>;
+  /** Per upstream, across routes (fanout's accounting). */
+  counters(): Record<string, UpstreamCounterSnapshot>;
+  status(): RouteStatus[];
+  /** Starts active health checks. */
+  start(): void;
+  close(): Promise<void>;
+}
+
+interface BuiltRoute {
+  name: string;
+  config: RouteConfig;
+  race: Race;
+  checker: HealthChecker | undefined;
+}
+
+const routeName = (route: RouteConfig, index: number) =>
+  route.name ?? `${index}:${route.zones.join(",")}`;
+
+function policyOf(route: RouteConfig): PolicyConfig {
+  return route.policy === "weighted_random"
+    ? { name: "weighted_random", serverCount: route.server_count }
+    : { name: route.policy };
+}
+
+export function createResolver(options: ResolverOptions): Resolver {
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? createCryptoRandom();
+  const counters: Counters = createCounters();
+  const byName = new Map(options.upstreams.map((u) => [u.name, u]));
+
+  const routes: BuiltRoute[] = options.routes.map((route, index) => {
+    const name = routeName(route, index);
+    const members = route.upstreams.map((upstreamName) => {
+      const upstream = options.transports.get(upstreamName);
+      if (!upstream) throw new Error(`route ${name}: no transport for upstream "${upstreamName}"`);
+      const config = byName.get(upstreamName);
+      return { upstream, weight: config?.weight ?? 100, timeoutMs: config?.timeout };
+    });
+    const health = createHealthTracker({
+      attemptCount: route.attempt_count,
+      failTimeoutMs: route.fail_timeout,
+      clock,
+    });
+    const onAttemptError = options.onAttemptError;
+    const race = createRace({
+      name,
+      upstreams: members,
+      policy: policyOf(route),
+      workerCount: route.worker_count,
+      timeoutMs: route.timeout,
+      race: route.race,
+      raceContinueOnError: route.race_continue_on_error,
+      ...(route.hedge_delay !== undefined ? { hedgeDelayMs: route.hedge_delay } : {}),
+      ...(options.maxConcurrentAttempts !== undefined
+        ? { maxConcurrentAttempts: options.maxConcurrentAttempts }
+        : {}),
+      health,
+      counters,
+      clock,
+      random,
+      ...(route.debug && onAttemptError
+        ? {
+            onAttemptError: (upstream: string, errorClass: ErrorClass, error: UpstreamError) =>
+              onAttemptError({ route: name, upstream, errorClass, error }),
+          }
+        : {}),
+    });
+    const check = route.health_check;
+    const checker = check
+      ? createHealthChecker({
+          upstreams: members.map((m) => m.upstream),
+          health,
+          intervalMs: check.interval,
+          timeoutMs: check.timeout,
+          clock,
+          probe:
+            check.kind === "dns"
+              ? createDnsProbe({ name: check.query.name, type: check.query.qtype, random })
+              : createHttpProbe({
+                  url: (u) => {
+                    const host = byName.get(u.name)?.url;
+                    const literal = host?.hostKind === "ipv6" ? `[${host.host}]` : host?.host;
+                    return `http://${literal}:${check.port}${check.path}`;
+                  },
+                  ...(options.fetch ? { fetch: options.fetch } : {}),
+                }),
+        })
+      : undefined;
+    return { name, config: route, race, checker };
+  });
+
+  const table = createRouteTable(
+    routes.map((r) => ({ ...r, zones: r.config.zones, except: r.config.except })),
+  );
+
+  return {
+    async resolve(query, signal) {
+      let qname: string;
+      try {
+        qname = readQuestion(query).name;
+      } catch (error) {
+        if (error instanceof DnsWireError && query.length >= 12) {
+          return { kind: "formerr", answer: buildErrorResponse(query, Rcode.FORMERR) };
+        }
+        throw error;
+      }
+      const match = table.match(qname);
+      if (!match) {
+        return {
+          kind: "refused",
+          answer: buildErrorResponse(query, Rcode.REFUSED, {
+            ede: { code: EdeCode.NOT_SUPPORTED, text: "no route for this name" },
+          }),
+        };
+      }
+      const route = match.route;
+      const result = await route.race.resolve(query, signal);
+      if (result.ok) {
+        return {
+          kind: "answer",
+          answer: result.answer,
+          route: route.name,
+          upstream: result.upstream,
+        };
+      }
+      return {
+        kind: "servfail",
+        answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
+        route: route.name,
+        error: result.error,
+      };
+    },
+    counters: () => counters.snapshot(),
+    status: () =>
+      routes.map((r) => ({
+        name: r.name,
+        zones: r.config.zones,
+        policy: r.config.policy,
+        upstreams: r.race.health.snapshot(),
+      })),
+    start() {
+      for (const r of routes) r.checker?.start();
+    },
+    async close() {
+      for (const r of routes) r.checker?.stop();
+      await Promise.all(routes.map((r) => r.race.close()));
+    },
+  };
+}

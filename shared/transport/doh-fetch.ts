@@ -1,0 +1,108 @@
+// DoH client over the Fetch API (RFC 8484): the worker's https://, http://
+// and h3:// upstreams, and its calls to a relay's origin endpoint. Works in
+// any runtime with fetch; the relay uses its own pooled HTTP/2 client.
+
+import { MAX_MESSAGE_SIZE, readId, withId } from "../dns/wire.ts";
+import { encodeBase64Url } from "../doh/base64url.ts";
+import { DNS_MESSAGE } from "../doh/doh-request.ts";
+import { toUpstreamError, UpstreamError } from "../engine/errors.ts";
+import type { Upstream } from "../engine/upstream.ts";
+
+export interface FetchDohOptions {
+  name: string;
+  /** The DoH endpoint: https://host/path (or http://). */
+  url: string;
+  /** POST (default) or GET; GET sends ID 0 so HTTP caches can share answers. */
+  method?: "POST" | "GET";
+  /** Extra request headers (e.g. the relay origin's Authorization). */
+  headers?: Record<string, string>;
+  fetch?: typeof fetch;
+}
+
+export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
+  const { name } = options;
+  const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const method = options.method ?? "POST";
+  let closed = false;
+
+  async function send(message: Uint8Array, signal: AbortSignal): Promise<Response> {
+    const headers = { accept: DNS_MESSAGE, ...options.headers };
+    try {
+      if (method === "GET") {
+        const url = new URL(options.url);
+        url.searchParams.set("dns", encodeBase64Url(withId(message, 0)));
+        return await doFetch(url, { method: "GET", headers, signal });
+      }
+      return await doFetch(options.url, {
+        method: "POST",
+        headers: { ...headers, "content-type": DNS_MESSAGE },
+        body: message as Uint8Array<ArrayBuffer>,
+        signal,
+      });
+    } catch (error) {
+      if (signal.aborted) throw new UpstreamError("aborted", name, undefined, { cause: error });
+      throw new UpstreamError("connect", name, `${name}: ${describe(error)}`, { cause: error });
+    }
+  }
+
+  return {
+    name,
+    async query(message, signal) {
+      if (closed) throw new UpstreamError("closed", name);
+      signal.throwIfAborted();
+      const response = await send(message, signal);
+      try {
+        if (response.status !== 200) {
+          throw new UpstreamError("http_status", name, `${name}: HTTP ${response.status}`, {
+            status: response.status,
+          });
+        }
+        const type = (response.headers.get("content-type") ?? "").split(";")[0]!.trim();
+        if (type.toLowerCase() !== DNS_MESSAGE) {
+          throw new UpstreamError(
+            "malformed_answer",
+            name,
+            `${name}: content-type "${type}" is not ${DNS_MESSAGE}`,
+          );
+        }
+        const body = await readBounded(response, name);
+        if (body.length < 12) {
+          throw new UpstreamError(
+            "malformed_answer",
+            name,
+            `${name}: answer shorter than a header`,
+          );
+        }
+        return method === "GET" ? withId(body, readId(message)) : body;
+      } catch (error) {
+        await response.body?.cancel().catch(() => {});
+        if (signal.aborted && !(error instanceof UpstreamError)) {
+          throw new UpstreamError("aborted", name, undefined, { cause: error });
+        }
+        throw toUpstreamError(error, name);
+      }
+    },
+    async close() {
+      closed = true;
+    },
+  };
+}
+
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+async function readBounded(response: Response, name: string): Promise<Uint8Array> {
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > MAX_MESSAGE_SIZE) {
+    throw new UpstreamError("malformed_answer", name, `${name}: answer larger than 65535 bytes`);
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } catch (error) {
+    throw new UpstreamError("read", name, `${name}: ${describe(error)}`, { cause: error });
+  }
+  if (bytes.length > MAX_MESSAGE_SIZE) {
+    throw new UpstreamError("malformed_answer", name, `${name}: answer larger than 65535 bytes`);
+  }
+  return bytes;
+}

@@ -1,0 +1,65 @@
+// Real servers for the worker tests (which run inside workerd): two nsd
+// instances serving the same zones with different data (so a test can see
+// which upstream answered), unbound in front of one of them (plain and DoT,
+// with a certificate from the system-trusted test CA), and the suite's own
+// HTTP/1.1 DoH server in front of both.
+
+import { rm } from "node:fs/promises";
+import type { TestProject } from "vitest/node";
+import {
+  createTestCertificates,
+  freePort,
+  type RunningServer,
+  startNsd,
+  startUnbound,
+} from "../support/dns-servers.ts";
+import { startDohTestServer } from "../support/doh-test-server.ts";
+
+const zone = (origin: string, body: string) => `$ORIGIN ${origin}
+$TTL 300
+@ IN SOA ns1.${origin} admin.${origin} 1 3600 600 86400 45
+@ IN NS ns1.${origin}
+ns1 IN A 127.0.0.1
+${body}
+`;
+
+function zonesFor(address: string) {
+  return {
+    "example.test.": zone(
+      "example.test.",
+      `www IN A ${address}
+www IN AAAA 2001:db8::${address.split(".").pop()}
+alias 60 IN CNAME mid
+mid 90 IN CNAME www`,
+    ),
+    "corp.test.": zone("corp.test.", `www IN A ${address}\npublic IN A ${address}`),
+  };
+}
+
+export default async function setup(project: TestProject) {
+  const started: RunningServer[] = [];
+  try {
+    const nsdA = await startNsd({ zones: zonesFor("192.0.2.1") });
+    started.push(nsdA);
+    const nsdB = await startNsd({ zones: zonesFor("192.0.2.2") });
+    started.push(nsdB);
+    const certs = await createTestCertificates({ systemCa: true });
+    const unbound = await startUnbound({
+      stubs: { "example.test.": nsdA.port, "corp.test.": nsdA.port },
+      tls: certs,
+    });
+    started.push(unbound);
+    const doh = await startDohTestServer({ a: unbound.port, b: nsdB.port, origin: nsdB.port });
+    started.push(doh);
+    project.provide("dohPort", doh.port);
+    project.provide("unboundTlsPort", unbound.tlsPort!);
+    project.provide("closedPort", await freePort());
+    return async () => {
+      for (const s of started.reverse()) await s.stop();
+      await rm(certs.dir, { recursive: true, force: true });
+    };
+  } catch (error) {
+    for (const s of started.reverse()) await s.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,297 @@
+// Real DNS servers for integration tests: nsd (authoritative test zones) and
+// unbound (recursive front, plain and DoT), started on loopback ports and
+// stopped after. Node only.
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { buildQuery } from "../../shared/dns/query.ts";
+
+const run = promisify(execFile);
+
+export interface RunningServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** A port free on 127.0.0.1 for both UDP and TCP at the time of the call. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const tcp = createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve));
+    const { port } = tcp.address() as { port: number };
+    const udp = createSocket("udp4");
+    const ok = await new Promise<boolean>((resolve) => {
+      udp.once("error", () => resolve(false));
+      udp.bind(port, "127.0.0.1", () => resolve(true));
+    });
+    udp.close();
+    await new Promise((resolve) => tcp.close(resolve));
+    if (ok) return port;
+  }
+  throw new Error("no free port found");
+}
+
+/** Sends one UDP query; resolves with the answer bytes or undefined after `ms`. */
+export function udpExchange(
+  port: number,
+  query: Uint8Array,
+  ms = 500,
+): Promise<Uint8Array | undefined> {
+  return new Promise((resolve) => {
+    const socket = createSocket("udp4");
+    const timer = setTimeout(() => finish(undefined), ms);
+    const finish = (value: Uint8Array | undefined) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(value);
+    };
+    socket.on("message", (msg) => finish(new Uint8Array(msg)));
+    socket.on("error", () => finish(undefined));
+    socket.send(query, port, "127.0.0.1");
+  });
+}
+
+async function waitForDns(port: number, name: string, child: ChildProcess, log: () => string) {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${log()}`);
+    if (await udpExchange(port, buildQuery(name, 6, { id: 1 }), 200)) return;
+  }
+  throw new Error(`server on port ${port} did not answer within 10s:\n${log()}`);
+}
+
+function startProcess(command: string, args: string[]) {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (d) => {
+    output += d;
+  });
+  child.stderr?.on("data", (d) => {
+    output += d;
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  return { child, stop, log: () => output };
+}
+
+export interface NsdOptions {
+  /** zone name → zone file text */
+  zones: Record<string, string>;
+}
+
+export async function startNsd(options: NsdOptions): Promise<RunningServer> {
+  const dir = await mkdtemp(join(tmpdir(), "doh-edge-nsd-"));
+  const port = await freePort();
+  let zonesConf = "";
+  for (const [name, text] of Object.entries(options.zones)) {
+    const file = `${name.replace(/\.$/, "") || "root"}.zone`;
+    await writeFile(join(dir, file), text);
+    zonesConf += `zone:\n  name: "${name}"\n  zonefile: "${file}"\n`;
+  }
+  await writeFile(
+    join(dir, "nsd.conf"),
+    `server:
+  ip-address: 127.0.0.1@${port}
+  username: ""
+  chroot: ""
+  zonesdir: "${dir}"
+  pidfile: "${dir}/nsd.pid"
+  database: ""
+  xfrdfile: "${dir}/xfrd.state"
+  zonelistfile: "${dir}/zone.list"
+  server-count: 1
+  verbosity: 1
+  hide-version: yes
+remote-control:
+  control-enable: no
+${zonesConf}`,
+  );
+  const proc = startProcess("nsd", ["-d", "-c", join(dir, "nsd.conf")]);
+  try {
+    await waitForDns(port, Object.keys(options.zones)[0] ?? ".", proc.child, proc.log);
+  } catch (error) {
+    await proc.stop();
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    port,
+    async stop() {
+      await proc.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestCertificates {
+  dir: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Names the server certificate is valid for. */
+  names: string[];
+}
+
+/** Where test/tools/install-test-ca.sh keeps the system-trusted test CA. */
+export const SYSTEM_TEST_CA_DIR = process.env.DOH_EDGE_TEST_CA_DIR ?? "/var/lib/doh-edge-test-ca";
+
+/**
+ * A server certificate for dns.test, localhost, 127.0.0.1 and ::1, signed by
+ * a throwaway CA, or with `systemCa` by the test CA the system trusts (needed
+ * where workerd verifies, since it reads only the system store).
+ */
+export async function createTestCertificates(
+  options: { systemCa?: boolean } = {},
+): Promise<TestCertificates> {
+  const dir = await mkdtemp(join(tmpdir(), "doh-edge-ca-"));
+  const f = (name: string) => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  let caFile = f("ca.pem");
+  let caKey = f("ca.key");
+  if (options.systemCa) {
+    caFile = join(SYSTEM_TEST_CA_DIR, "ca.pem");
+    caKey = join(SYSTEM_TEST_CA_DIR, "ca.key");
+    if (!existsSync(caFile) || !existsSync(caKey)) {
+      throw new Error(
+        `the system test CA is missing at ${SYSTEM_TEST_CA_DIR}: run test/tools/install-test-ca.sh as root (.ci/run does)`,
+      );
+    }
+  } else {
+    await run("openssl", [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      caKey,
+      "-out",
+      caFile,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=doh-edge throwaway test CA",
+    ]);
+  }
+  await run("openssl", [
+    "req",
+    ...ec,
+    "-keyout",
+    f("server.key"),
+    "-out",
+    f("server.csr"),
+    "-subj",
+    "/CN=dns.test",
+  ]);
+  await writeFile(
+    f("ext.cnf"),
+    "subjectAltName=DNS:dns.test,DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    f("server.csr"),
+    "-CA",
+    caFile,
+    "-CAkey",
+    caKey,
+    "-CAserial",
+    f("ca.srl"),
+    "-CAcreateserial",
+    "-out",
+    f("server.pem"),
+    "-days",
+    "2",
+    "-extfile",
+    f("ext.cnf"),
+  ]);
+  return {
+    dir,
+    caFile,
+    certFile: f("server.pem"),
+    keyFile: f("server.key"),
+    names: ["dns.test", "localhost", "127.0.0.1", "::1"],
+  };
+}
+
+export interface UnboundOptions {
+  /** zone → authoritative port on 127.0.0.1 (stub zones, e.g. an nsd). */
+  stubs: Record<string, number>;
+  /** Serve DoT too, with these certificates. */
+  tls?: TestCertificates;
+}
+
+export interface RunningUnbound extends RunningServer {
+  readonly tlsPort: number | undefined;
+}
+
+export async function startUnbound(options: UnboundOptions): Promise<RunningUnbound> {
+  const dir = await mkdtemp(join(tmpdir(), "doh-edge-unbound-"));
+  const port = await freePort();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  const stubs = Object.entries(options.stubs)
+    .map(([zone, p]) => `stub-zone:\n  name: "${zone}"\n  stub-addr: 127.0.0.1@${p}\n`)
+    .join("");
+  // Test zones live under special-use TLDs unbound serves itself by default.
+  const nodefault = Object.keys(options.stubs)
+    .map((zone) => zone.replace(/\.$/, "").split(".").pop())
+    .filter((tld, i, all) => tld && all.indexOf(tld) === i)
+    .map((tld) => `  local-zone: "${tld}." nodefault\n  domain-insecure: "${tld}."\n`)
+    .join("");
+  const tls = options.tls
+    ? `  interface: 127.0.0.1@${tlsPort}
+  tls-port: ${tlsPort}
+  tls-service-key: "${options.tls.keyFile}"
+  tls-service-pem: "${options.tls.certFile}"
+`
+    : "";
+  await writeFile(
+    join(dir, "unbound.conf"),
+    `server:
+  interface: 127.0.0.1@${port}
+${tls}  username: ""
+  chroot: ""
+  directory: "${dir}"
+  pidfile: "${dir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  incoming-num-tcp: 256
+  extended-statistics: yes
+${nodefault}${stubs}remote-control:
+  control-enable: no
+`,
+  );
+  const proc = startProcess("unbound", ["-d", "-c", join(dir, "unbound.conf")]);
+  try {
+    await waitForDns(port, Object.keys(options.stubs)[0] ?? ".", proc.child, proc.log);
+  } catch (error) {
+    await proc.stop();
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    port,
+    tlsPort,
+    async stop() {
+      await proc.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
