@@ -1,4 +1,8 @@
 #!/usr/bin/env node
-// The relay CLI lands with the relay issue; until then it says so.
-console.error("doh-relay: not built yet");
-process.exit(1);
+// The relay CLI. Node >= 22.18 runs the TypeScript entry directly (type stripping).
+import { main } from "../src/cli.ts";
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 200).unref();
+});

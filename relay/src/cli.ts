@@ -1,0 +1,172 @@
+// doh-relay: the relay daemon's command line.
+//   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5353 to public DoH resolvers)
+//   --check         validate, print the normalized config as JSON, exit 0 (1 when invalid)
+//   --log-level L   debug | info | warn | error (overrides log.level)
+//   --help, --version
+// SIGTERM/SIGINT drain in-flight queries (up to 5 s) and exit 0; SIGHUP
+// reloads the config file, keeping the old config when the new one is bad.
+
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { formatCidr } from "../../shared/config/ip.ts";
+import { ConfigError, parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
+import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import { loadRelayConfig } from "./config/load-config.ts";
+import { createLogger, isLogLevel, type Logger } from "./log.ts";
+import { startRelay } from "./relay.ts";
+import { assertSupported } from "./transports/build-transports.ts";
+
+const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
+
+  --config FILE      relay config (YAML); without it: udp and tcp on
+                     127.0.0.1:5353, forwarding to public DoH resolvers
+  --check            validate the config, print it normalized, and exit
+  --log-level LEVEL  debug, info, warn or error (overrides log.level)
+  --help             this text
+  --version          the version
+
+Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the config.
+`;
+
+export const DEFAULT_CONFIG_INPUT = {
+  upstreams: [
+    { name: "cloudflare", url: "https://cloudflare-dns.com/dns-query" },
+    { name: "quad9", url: "https://dns.quad9.net/dns-query" },
+  ],
+  routes: [{ zones: ["."], upstreams: ["cloudflare", "quad9"], policy: "failover" }],
+};
+
+const SHUTDOWN_DEADLINE_MS = 5000;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+  return String(pkg.version);
+}
+
+async function readConfig(path: string | undefined): Promise<RelayConfig> {
+  const config =
+    path === undefined
+      ? parseRelayConfig(DEFAULT_CONFIG_INPUT).config
+      : (await loadRelayConfig(path)).config;
+  assertSupported(config);
+  return config;
+}
+
+/** Prints the normalized config: durations in ms, URLs and CIDRs as text. */
+function printable(config: RelayConfig): unknown {
+  return JSON.parse(
+    JSON.stringify(config, (_key, value) => {
+      if (value === null || typeof value !== "object") return value;
+      if ("href" in value) return value.href;
+      if ("prefix" in value && value.bytes instanceof Uint8Array) return formatCidr(value);
+      if ("hostKind" in value && "port" in value) return formatHostPort(value);
+      return value;
+    }),
+  );
+}
+
+function oneLine(error: unknown): string {
+  if (error instanceof ConfigError) return error.message;
+  return error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  const parse = (a: string[]) =>
+    parseArgs({
+      args: a,
+      options: {
+        config: { type: "string", short: "c" },
+        check: { type: "boolean" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
+      },
+      strict: true,
+    });
+  try {
+    args = parse(argv);
+  } catch (error) {
+    process.stderr.write(`doh-relay: ${oneLine(error)}\n`);
+    return 2;
+  }
+  if (args.values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.values.version) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const levelArg = args.values["log-level"];
+  if (levelArg !== undefined && !isLogLevel(levelArg)) {
+    process.stderr.write(`doh-relay: --log-level: use debug, info, warn or error\n`);
+    return 2;
+  }
+  const path = args.values.config;
+
+  let config: RelayConfig;
+  try {
+    config = await readConfig(path);
+  } catch (error) {
+    process.stderr.write(`${oneLine(error)}\n`);
+    return 1;
+  }
+  if (args.values.check) {
+    process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
+    return 0;
+  }
+
+  const logger: Logger = createLogger(levelArg ?? config.log.level);
+  if (path === undefined) {
+    logger.info("no --config: using the default config", {
+      listen: "udp+tcp 127.0.0.1:5353",
+      upstreams: DEFAULT_CONFIG_INPUT.upstreams.map((u) => u.url),
+    });
+  }
+  let relay: Awaited<ReturnType<typeof startRelay>>;
+  try {
+    relay = await startRelay(config, logger);
+  } catch (error) {
+    logger.error("startup failed", { error });
+    return 1;
+  }
+  logger.info("relay started", { version: version(), pid: process.pid });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info("shutting down", { signal, in_flight: relay.handler.inFlight });
+      relay
+        .shutdown(SHUTDOWN_DEADLINE_MS)
+        .then(({ drained }) => {
+          logger.info("stopped", { drained });
+          resolve(0);
+        })
+        .catch((error) => {
+          logger.error("shutdown failed", { error });
+          resolve(1);
+        });
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGHUP", () => {
+      if (stopping) return;
+      readConfig(path)
+        .then((next) => relay.reload(next))
+        .catch((error) =>
+          logger.error("reload rejected; keeping the running config", { error: oneLine(error) }),
+        );
+    });
+  });
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+    // Anything left (e.g. an upstream health-check timer) must not keep us alive.
+    setTimeout(() => process.exit(code), 200).unref();
+  });
+}

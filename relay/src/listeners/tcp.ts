@@ -1,0 +1,148 @@
+// The TCP listener (and DoT: the same over TLS). RFC 7766: framed queries
+// are read continuously and each answer is written as soon as it is ready
+// (out of order). A connection closes after idle_timeout with nothing in
+// flight, after max_queries_per_connection queries (once they are answered),
+// or on a zero-length frame. max_connections caps open connections.
+
+import { readFileSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
+import type { StreamListenerConfig } from "../../../shared/config/schema.ts";
+import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
+import type { Logger } from "../log.ts";
+import type { RelayMetrics } from "../metrics.ts";
+import type { QueryHandler } from "../query-handler.ts";
+import { createPending } from "./pending.ts";
+import type { Listener } from "./udp.ts";
+
+export interface StreamListenerOptions {
+  protocol: "tcp" | "dot";
+  config: StreamListenerConfig;
+  tls?: { cert: string; key: string };
+  handler: QueryHandler;
+  metrics: RelayMetrics;
+  logger: Logger;
+}
+
+export async function startStreamListener(options: StreamListenerOptions): Promise<Listener> {
+  const { config, handler, metrics, logger, protocol } = options;
+  const sockets = new Set<Socket>();
+  let stopped = false;
+  const pending = createPending();
+
+  const onConnection = (socket: Socket) => {
+    sockets.add(socket);
+    metrics.connection(protocol, 1);
+    const client = new AbortController();
+    const reader = createFrameReader();
+    let inFlight = 0;
+    let received = 0;
+    let ending = false;
+    let partialTimer: ReturnType<typeof setTimeout> | undefined;
+    const limit = config.max_queries_per_connection;
+    socket.setNoDelay(true);
+    socket.setTimeout(config.idle_timeout);
+    socket.on("timeout", () => {
+      if (inFlight === 0) socket.destroy();
+    });
+    const maybeEnd = () => {
+      if (ending && inFlight === 0) socket.end();
+    };
+    socket.on("data", (chunk) => {
+      if (ending) return;
+      let messages: Uint8Array[];
+      try {
+        messages = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+      } catch {
+        socket.destroy();
+        return;
+      }
+      for (const query of messages) {
+        if (query.length === 0 || stopped) {
+          ending = true;
+          break;
+        }
+        received++;
+        inFlight++;
+        pending.add();
+        handler
+          .handle(query, { address: socket.remoteAddress ?? "", protocol, signal: client.signal })
+          .then((answer) => {
+            if (answer && !socket.destroyed && socket.writable) socket.write(frameMessage(answer));
+            else if (!answer) metrics.dropped(protocol, "unanswerable");
+          })
+          .catch((error) => logger.error(`${protocol} query failed`, { error }))
+          .finally(() => {
+            pending.done();
+            inFlight--;
+            maybeEnd();
+          });
+        if (limit > 0 && received >= limit) {
+          ending = true;
+          break;
+        }
+      }
+      // A query that has started must arrive whole within read_timeout.
+      if (reader.buffered > 0 && !partialTimer) {
+        partialTimer = setTimeout(() => socket.destroy(), config.read_timeout);
+      } else if (reader.buffered === 0 && partialTimer) {
+        clearTimeout(partialTimer);
+        partialTimer = undefined;
+      }
+      maybeEnd();
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      if (partialTimer) clearTimeout(partialTimer);
+      client.abort(new Error("client closed the connection"));
+      sockets.delete(socket);
+      metrics.connection(protocol, -1);
+    });
+  };
+
+  const server: Server = options.tls
+    ? createTlsServer(
+        {
+          cert: readFileSync(options.tls.cert),
+          key: readFileSync(options.tls.key),
+          handshakeTimeout: config.read_timeout,
+        },
+        onConnection,
+      )
+    : createServer(onConnection);
+  server.maxConnections = config.max_connections;
+  server.on("error", (error) => logger.error(`${protocol} listener error`, { error }));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(
+      { port: config.addr.port, host: config.addr.host, reusePort: config.reuse_port },
+      () => {
+        server.off("error", reject);
+        resolve();
+      },
+    );
+  });
+  const bound = server.address() as { address: string; port: number; family: string };
+  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  return {
+    name: protocol,
+    address: `${host}:${bound.port}`,
+    port: bound.port,
+    stop() {
+      stopped = true;
+      server.close();
+    },
+    async close() {
+      stopped = true;
+      await pending.idle();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Let written answers flush, then make sure nothing lingers.
+        for (const socket of sockets) {
+          socket.end();
+          setTimeout(() => socket.destroy(), 500).unref();
+        }
+      });
+    },
+  };
+}

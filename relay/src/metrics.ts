@@ -1,0 +1,133 @@
+// The relay's own counters (queries by protocol and rcode, latency, refusals,
+// in-flight, connections) and the Prometheus text rendering, which adds the
+// resolver's per-upstream accounting (fanout's names).
+
+import type { UpstreamCounterSnapshot } from "../../shared/engine/counters.ts";
+
+const BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface RelayMetrics {
+  query(protocol: string, rcode: string, seconds: number): void;
+  refused(reason: string): void;
+  dropped(protocol: string, reason: string): void;
+  inFlight(delta: number): void;
+  connection(listener: string, delta: number): void;
+  render(upstreams: Record<string, UpstreamCounterSnapshot>, extra?: string): string;
+  /** For tests and /statusz. */
+  refusedCount(reason: string): number;
+}
+
+const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const labels = (l: Record<string, string | number>) =>
+  `{${Object.entries(l)
+    .map(([k, v]) => `${k}="${esc(String(v))}"`)
+    .join(",")}}`;
+
+export function createRelayMetrics(): RelayMetrics {
+  const queries = new Map<string, number>();
+  const refused = new Map<string, number>();
+  const dropped = new Map<string, number>();
+  const connections = new Map<string, number>();
+  const latency = new Map<string, { sum: number; count: number; buckets: number[] }>();
+  let inFlight = 0;
+  const bump = (m: Map<string, number>, key: string, by = 1) => m.set(key, (m.get(key) ?? 0) + by);
+
+  return {
+    query(protocol, rcode, seconds) {
+      bump(queries, `${protocol}\u0000${rcode}`);
+      let h = latency.get(protocol);
+      if (!h) {
+        h = { sum: 0, count: 0, buckets: BUCKETS_S.map(() => 0) };
+        latency.set(protocol, h);
+      }
+      h.sum += seconds;
+      h.count++;
+      BUCKETS_S.forEach((le, i) => {
+        if (seconds <= le) h.buckets[i]! += 1;
+      });
+    },
+    refused: (reason) => bump(refused, reason),
+    dropped: (protocol, reason) => bump(dropped, `${protocol}\u0000${reason}`),
+    inFlight(delta) {
+      inFlight += delta;
+    },
+    connection: (listener, delta) => bump(connections, listener, delta),
+    refusedCount: (reason) => refused.get(reason) ?? 0,
+    render(upstreams, extra = "") {
+      const out: string[] = [];
+      const family = (name: string, type: string, help: string) =>
+        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      family(
+        "doh_relay_queries_total",
+        "counter",
+        "Client queries answered, by protocol and rcode.",
+      );
+      for (const [key, n] of queries) {
+        const [protocol = "", rcode = ""] = key.split("\u0000");
+        out.push(`doh_relay_queries_total${labels({ protocol, rcode })} ${n}`);
+      }
+      family("doh_relay_query_duration_seconds", "histogram", "Client query latency.");
+      for (const [protocol, h] of latency) {
+        BUCKETS_S.forEach((le, i) => {
+          out.push(
+            `doh_relay_query_duration_seconds_bucket${labels({ protocol, le })} ${h.buckets[i]}`,
+          );
+        });
+        out.push(
+          `doh_relay_query_duration_seconds_bucket${labels({ protocol, le: "+Inf" })} ${h.count}`,
+          `doh_relay_query_duration_seconds_sum${labels({ protocol })} ${h.sum}`,
+          `doh_relay_query_duration_seconds_count${labels({ protocol })} ${h.count}`,
+        );
+      }
+      family("doh_relay_refused_total", "counter", "Queries refused by the relay, by reason.");
+      for (const [reason, n] of refused)
+        out.push(`doh_relay_refused_total${labels({ reason })} ${n}`);
+      family("doh_relay_dropped_total", "counter", "Messages dropped unanswered.");
+      for (const [key, n] of dropped) {
+        const [protocol = "", reason = ""] = key.split("\u0000");
+        out.push(`doh_relay_dropped_total${labels({ protocol, reason })} ${n}`);
+      }
+      family("doh_relay_in_flight", "gauge", "Client queries in flight.");
+      out.push(`doh_relay_in_flight ${inFlight}`);
+      family("doh_relay_connections", "gauge", "Open client connections per listener.");
+      for (const [listener, n] of connections) {
+        out.push(`doh_relay_connections${labels({ listener })} ${n}`);
+      }
+      const up = Object.entries(upstreams);
+      family("request_count_total", "counter", "Upstream attempts.");
+      for (const [upstream, s] of up)
+        out.push(`request_count_total${labels({ upstream })} ${s.request}`);
+      family("request_error_count_total", "counter", "Failed upstream attempts by error class.");
+      for (const [upstream, s] of up) {
+        for (const [error, n] of Object.entries(s.errors)) {
+          out.push(`request_error_count_total${labels({ upstream, error })} ${n}`);
+        }
+      }
+      family("request_cancel_count_total", "counter", "Upstream attempts cancelled.");
+      for (const [upstream, s] of up)
+        out.push(`request_cancel_count_total${labels({ upstream })} ${s.cancel}`);
+      family("response_success_count_total", "counter", "Upstream attempts with a valid response.");
+      for (const [upstream, s] of up)
+        out.push(`response_success_count_total${labels({ upstream })} ${s.success}`);
+      family("response_win_count_total", "counter", "Upstream responses returned to the client.");
+      for (const [upstream, s] of up)
+        out.push(`response_win_count_total${labels({ upstream })} ${s.win}`);
+      family("response_rcode_count_total", "counter", "Upstream responses by rcode.");
+      for (const [upstream, s] of up) {
+        for (const [rcode, n] of Object.entries(s.rcodes)) {
+          out.push(`response_rcode_count_total${labels({ upstream, rcode })} ${n}`);
+        }
+      }
+      family("request_duration_seconds", "histogram", "Upstream attempt latency.");
+      for (const [upstream, s] of up) {
+        for (const b of s.latency.buckets) {
+          const le = b.le === Number.POSITIVE_INFINITY ? "+Inf" : b.le / 1000;
+          out.push(`request_duration_seconds_bucket${labels({ upstream, le })} ${b.count}`);
+        }
+        out.push(`request_duration_seconds_sum${labels({ upstream })} ${s.latency.sumMs / 1000}`);
+        out.push(`request_duration_seconds_count${labels({ upstream })} ${s.latency.count}`);
+      }
+      return `${out.join("\n")}\n${extra}`;
+    },
+  };
+}

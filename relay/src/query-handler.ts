@@ -1,0 +1,152 @@
+// The per-query path every listener uses: ACL → per-client limits →
+// malformed check → resolver (with a signal tied to the client and to
+// shutdown) → answer. Every accepted query gets an answer: the resolver's,
+// or SERVFAIL if it throws. Returns undefined only when nothing can be
+// answered (no readable ID).
+
+import { type Cidr, cidrContains, normalizeIp, tryParseIp } from "../../shared/config/ip.ts";
+import {
+  buildErrorResponse,
+  EdeCode,
+  isQuery,
+  Rcode,
+  readQuestion,
+  readRcode,
+} from "../../shared/dns/wire.ts";
+import type { Resolver } from "../../shared/resolver/create-resolver.ts";
+import type { ClientLimits } from "./client-limits.ts";
+import type { Logger } from "./log.ts";
+import type { RelayMetrics } from "./metrics.ts";
+
+export interface ClientInfo {
+  /** Remote address as the socket reports it. */
+  address: string;
+  protocol: "udp" | "tcp" | "dot" | "doh";
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal;
+}
+
+export interface QueryHandlerOptions {
+  allow: () => readonly Cidr[];
+  limits: () => ClientLimits;
+  resolver: () => Resolver;
+  metrics: RelayMetrics;
+  logger: Logger;
+  /** Aborted at shutdown after the drain deadline. */
+  shutdown: AbortSignal;
+}
+
+export interface QueryHandler {
+  handle(query: Uint8Array, client: ClientInfo): Promise<Uint8Array | undefined>;
+  readonly inFlight: number;
+  /** Resolves when nothing is in flight. */
+  drained(): Promise<void>;
+}
+
+const RCODE_NAMES = new Map<number, string>(
+  Object.entries(Rcode).map(([name, value]) => [value, name]),
+);
+
+export function rcodeName(answer: Uint8Array): string {
+  try {
+    const rcode = readRcode(answer);
+    return RCODE_NAMES.get(rcode) ?? String(rcode);
+  } catch {
+    return "unknown";
+  }
+}
+
+export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
+  const { metrics, logger } = options;
+  let inFlight = 0;
+  let waiters: (() => void)[] = [];
+
+  function allowed(address: string): boolean {
+    const ip = tryParseIp(address.replace(/%.*$/, ""));
+    if (!ip) return false;
+    const client = normalizeIp(ip);
+    return options.allow().some((cidr) => cidrContains(cidr, client));
+  }
+
+  function refuse(query: Uint8Array, client: ClientInfo, reason: string, started: number) {
+    metrics.refused(reason);
+    const answer = buildErrorResponse(query, Rcode.REFUSED, {
+      ede: { code: EdeCode.PROHIBITED, text: reason.replace(/_/g, " ") },
+    });
+    metrics.query(client.protocol, "REFUSED", (performance.now() - started) / 1000);
+    return answer;
+  }
+
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    drained() {
+      if (inFlight === 0) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    async handle(query, client) {
+      const started = performance.now();
+      if (query.length < 12) {
+        metrics.dropped(client.protocol, "short");
+        return undefined;
+      }
+      if (!allowed(client.address)) return refuse(query, client, "acl", started);
+      if (!isQuery(query)) {
+        // A response (QR=1) sent to us: never answer it (no reflection loops).
+        metrics.dropped(client.protocol, "not_a_query");
+        return undefined;
+      }
+      let name: string;
+      try {
+        name = readQuestion(query).name;
+      } catch {
+        metrics.query(client.protocol, "FORMERR", (performance.now() - started) / 1000);
+        return buildErrorResponse(query, Rcode.FORMERR);
+      }
+      const limits = options.limits();
+      const admission = limits.admit(client.address);
+      if (admission !== "ok") return refuse(query, client, admission, started);
+
+      inFlight++;
+      metrics.inFlight(1);
+      const signals = [options.shutdown, ...(client.signal ? [client.signal] : [])];
+      let answer: Uint8Array;
+      try {
+        const outcome = await options.resolver().resolve(query, AbortSignal.any(signals));
+        answer = outcome.answer;
+        if (outcome.kind === "servfail") {
+          logger.debug("servfail", { name, route: outcome.route, error: outcome.error });
+        }
+      } catch (error) {
+        logger.warn("resolve failed", { name, error });
+        answer = buildErrorResponse(query, Rcode.SERVFAIL, {
+          ede: { code: EdeCode.OTHER, text: "internal error" },
+        });
+      } finally {
+        limits.release(client.address);
+        inFlight--;
+        metrics.inFlight(-1);
+        if (inFlight === 0) {
+          const ready = waiters;
+          waiters = [];
+          for (const w of ready) w();
+        }
+      }
+      const rcode = rcodeName(answer);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.query(client.protocol, rcode, seconds);
+      if (logger.level === "debug") {
+        // `name` is readQuestion's escaped presentation form: safe in a log line.
+        logger.debug("query", {
+          client: client.address,
+          protocol: client.protocol,
+          name,
+          rcode,
+          ms: Math.round(seconds * 1000),
+        });
+      }
+      return answer;
+    },
+  };
+}

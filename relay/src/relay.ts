@@ -1,0 +1,219 @@
+// The relay daemon: resolver + transports, listeners, the ops server, and the
+// lifecycle (reload swaps the resolver; shutdown stops accepting, drains in
+// flight queries up to a deadline, then cancels the rest).
+
+import type { RelayConfig } from "../../shared/config/schema.ts";
+import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import type { Upstream } from "../../shared/engine/upstream.ts";
+import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
+import { type ClientLimits, createClientLimits } from "./client-limits.ts";
+import { startDohListener } from "./listeners/doh.ts";
+import { startStreamListener } from "./listeners/tcp.ts";
+import { type Listener, startUdpListener } from "./listeners/udp.ts";
+import type { Logger } from "./log.ts";
+import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
+import { type OpsServer, startOpsServer } from "./ops-server.ts";
+import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
+import { buildTransports } from "./transports/build-transports.ts";
+import type { DohH2Upstream } from "./transports/doh-h2.ts";
+
+export interface Relay {
+  readonly listeners: readonly Listener[];
+  readonly opsPort: number | undefined;
+  readonly metrics: RelayMetrics;
+  readonly handler: QueryHandler;
+  readonly transports: ReadonlyMap<string, Upstream>;
+  /** Swaps in a new config's upstreams, routes, ACL and limits. Listeners stay. */
+  reload(config: RelayConfig): Promise<void>;
+  /** Stops accepting, waits for queries in flight up to `deadlineMs`, closes. */
+  shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
+}
+
+interface Core {
+  config: RelayConfig;
+  resolver: Resolver;
+  transports: Map<string, Upstream>;
+  limits: ClientLimits;
+}
+
+function buildCore(config: RelayConfig, logger: Logger): Core {
+  const transports = buildTransports(config);
+  const resolver = createResolver({
+    upstreams: config.upstreams,
+    routes: config.routes,
+    transports,
+    onAttemptError: (e) =>
+      logger.info("upstream attempt failed", {
+        route: e.route,
+        upstream: e.upstream,
+        error_class: e.errorClass,
+        error: e.error,
+      }),
+  });
+  const limits = createClientLimits({
+    qps: config.rate_limit.qps,
+    burst: config.rate_limit.burst,
+    maxInFlight: config.rate_limit.max_in_flight,
+  });
+  return { config, resolver, transports, limits };
+}
+
+/**
+ * Health per route with every configured upstream listed: one the tracker
+ * has not seen yet (no attempts) counts as up.
+ */
+function routeHealth(core: Core) {
+  return core.resolver.status().map((route, i) => {
+    const names = core.config.routes[i]?.upstreams ?? [];
+    const seen = new Map(route.upstreams.map((u) => [u.name, u]));
+    return {
+      ...route,
+      upstreams: names.map((name) => seen.get(name) ?? { name, up: true, total: 0 }),
+    };
+  });
+}
+
+/** Open HTTP/2 sessions per DoH upstream (pool gauge). */
+function poolGauges(core: Core): string {
+  const lines = [
+    "# HELP doh_relay_upstream_sessions Open pooled upstream sessions.",
+    "# TYPE doh_relay_upstream_sessions gauge",
+  ];
+  for (const [name, transport] of core.transports) {
+    const open = (transport as Partial<DohH2Upstream>).openSessions;
+    if (typeof open === "number") {
+      lines.push(`doh_relay_upstream_sessions{upstream=${JSON.stringify(name)}} ${open}`);
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+async function closeCore(core: Core): Promise<void> {
+  await core.resolver.close();
+  await Promise.all([...core.transports.values()].map((t) => t.close()));
+}
+
+function warnUnapplied(config: RelayConfig, logger: Logger) {
+  if (config.rules.length > 0) logger.warn("rules: not applied by the relay yet", {});
+  if (config.blocklists.length > 0) logger.warn("blocklists: not applied by the relay yet", {});
+}
+
+export async function startRelay(config: RelayConfig, logger: Logger): Promise<Relay> {
+  let core = buildCore(config, logger);
+  warnUnapplied(config, logger);
+  const metrics = createRelayMetrics();
+  const shutdownController = new AbortController();
+  const handler = createQueryHandler({
+    allow: () => core.config.allow,
+    limits: () => core.limits,
+    resolver: () => core.resolver,
+    metrics,
+    logger,
+    shutdown: shutdownController.signal,
+  });
+  const listeners: Listener[] = [];
+  let ops: OpsServer | undefined;
+  let ready = false;
+  try {
+    const { listen } = config;
+    if (listen.udp) listeners.push(await startUdpListener(listen.udp, handler, logger));
+    if (listen.tcp) {
+      listeners.push(
+        await startStreamListener({
+          protocol: "tcp",
+          config: listen.tcp,
+          handler,
+          metrics,
+          logger,
+        }),
+      );
+    }
+    if (listen.dot) {
+      listeners.push(
+        await startStreamListener({
+          protocol: "dot",
+          config: listen.dot,
+          tls: { cert: listen.dot.cert, key: listen.dot.key },
+          handler,
+          metrics,
+          logger,
+        }),
+      );
+    }
+    if (listen.doh) {
+      listeners.push(await startDohListener({ config: listen.doh, handler, metrics, logger }));
+    }
+    if (listen.metrics) {
+      ops = await startOpsServer(listen.metrics.addr, {
+        metrics: () => metrics.render(core.resolver.counters(), poolGauges(core)),
+        ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
+        status: () => ({
+          ready,
+          listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
+          in_flight: handler.inFlight,
+          routes: routeHealth(core),
+        }),
+      });
+    }
+  } catch (error) {
+    for (const listener of listeners) await listener.close();
+    await closeCore(core);
+    throw error;
+  }
+  core.resolver.start();
+  ready = true;
+  for (const l of listeners) logger.info("listening", { listener: l.name, address: l.address });
+  if (ops && config.listen.metrics) {
+    logger.info("listening", {
+      listener: "metrics",
+      address: formatHostPort({ ...config.listen.metrics.addr, port: ops.port }),
+    });
+  }
+
+  return {
+    listeners,
+    metrics,
+    handler,
+    get transports() {
+      return core.transports;
+    },
+    get opsPort() {
+      return ops?.port;
+    },
+    async reload(next) {
+      const fresh = buildCore(next, logger); // throws on a config it cannot serve
+      if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
+        logger.warn("listen: changes take effect after a restart", {});
+      }
+      warnUnapplied(next, logger);
+      const old = core;
+      core = fresh;
+      core.resolver.start();
+      // Queries already running on the old resolver finish there (within their
+      // route timeout); close it after that.
+      const grace = Math.max(0, ...old.config.routes.map((r) => r.timeout)) + 1000;
+      setTimeout(() => void closeCore(old), grace).unref();
+      logger.info("config reloaded", { upstreams: next.upstreams.map((u) => u.name) });
+    },
+    async shutdown(deadlineMs = 5000) {
+      ready = false;
+      for (const l of listeners) l.stop();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = await Promise.race([
+        handler.drained().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), deadlineMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained) {
+        shutdownController.abort(new Error("shutting down"));
+        await handler.drained();
+      }
+      for (const l of listeners) await l.close();
+      await ops?.close();
+      await closeCore(core);
+      return { drained };
+    },
+  };
+}

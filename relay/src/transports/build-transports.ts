@@ -1,0 +1,98 @@
+// Builds the Upstream for each configured upstream by protocol. tls://,
+// quic:// and h3:// are not built yet: asking for them is a startup error
+// naming the key path, never a silent fallback.
+
+import { readFileSync } from "node:fs";
+import {
+  ConfigError,
+  type ConfigProblem,
+  type RelayConfig,
+  type RelayUpstreamConfig,
+} from "../../../shared/config/schema.ts";
+import type { Upstream } from "../../../shared/engine/upstream.ts";
+import { createDohH2Upstream } from "./doh-h2.ts";
+import { createTcpUpstream } from "./tcp.ts";
+import { createUdpUpstream } from "./udp.ts";
+
+/** Config the relay accepts but cannot serve yet, as ConfigError problems. */
+export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  config.upstreams.forEach((upstream, i) => {
+    const protocol = upstream.url.protocol;
+    if (protocol === "tls" || protocol === "quic" || protocol === "h3") {
+      problems.push({
+        path: ["upstreams", i, "url"],
+        message: `${protocol}:// pools are not built yet`,
+      });
+    }
+  });
+  if (config.listen.origin) {
+    problems.push({ path: ["listen", "origin"], message: "the origin endpoint is not built yet" });
+  }
+  if (config.metrics.statsd) {
+    problems.push({ path: ["metrics", "statsd"], message: "statsd reporting is not built yet" });
+  }
+  return problems;
+}
+
+export function assertSupported(config: RelayConfig): void {
+  const problems = unsupportedProblems(config);
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/** A file path or inline PEM text. */
+function pem(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return value.includes("-----BEGIN") ? value : readFileSync(value, "utf8");
+}
+
+export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
+  const { url, name, pool } = upstream;
+  switch (url.protocol) {
+    case "udp":
+      return createUdpUpstream({
+        name,
+        host: url.host,
+        port: url.port,
+        connectTimeoutMs: pool.connect_timeout,
+      });
+    case "tcp":
+      return createTcpUpstream({
+        name,
+        host: url.host,
+        port: url.port,
+        connectTimeoutMs: pool.connect_timeout,
+      });
+    case "https":
+    case "http": {
+      const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
+      const tls = {
+        ...(upstream.tls_servername !== undefined ? { servername: upstream.tls_servername } : {}),
+        ...(upstream.ca !== undefined ? { ca: pem(upstream.ca) } : {}),
+        ...(upstream.cert !== undefined ? { cert: pem(upstream.cert) } : {}),
+        ...(upstream.key !== undefined ? { key: pem(upstream.key) } : {}),
+      };
+      return createDohH2Upstream({
+        name,
+        origin: `${url.protocol}://${host}:${url.port}`,
+        path: url.path ?? "/dns-query",
+        method: upstream.method ?? "POST",
+        poolSize: pool.size,
+        maxInFlight: pool.max_in_flight,
+        connectTimeoutMs: pool.connect_timeout + pool.handshake_timeout,
+        idleTimeoutMs: pool.idle_timeout,
+        maxRetries: pool.max_retries,
+        tls,
+      });
+    }
+    default:
+      throw new ConfigError([
+        { path: ["upstreams", name], message: `${url.protocol}:// pools are not built yet` },
+      ]);
+  }
+}
+
+export function buildTransports(config: RelayConfig): Map<string, Upstream> {
+  assertSupported(config);
+  return new Map(config.upstreams.map((u) => [u.name, buildTransport(u)]));
+}

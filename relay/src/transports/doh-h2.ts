@@ -1,0 +1,268 @@
+// DoH (RFC 8484) over a pool of persistent HTTP/2 sessions: at most
+// `poolSize` sessions per upstream, many concurrent streams on each, never a
+// connection per query. A session that closes, errors or gets GOAWAY leaves
+// the pool and a new one is opened on demand; failed connects back off
+// exponentially (connect attempts inside the backoff fail fast). A query on
+// a session that dies under it is retried on a fresh one (maxRetries).
+
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  constants,
+  type SecureClientSessionOptions,
+} from "node:http2";
+import { UpstreamError } from "../../../shared/engine/errors.ts";
+import type { Upstream } from "../../../shared/engine/upstream.ts";
+
+export interface DohH2UpstreamOptions {
+  name: string;
+  /** Origin, e.g. "https://dns.example:443". */
+  origin: string;
+  /** Path plus query, e.g. "/dns-query". */
+  path: string;
+  method: "POST" | "GET";
+  poolSize: number;
+  /** Streams per session before another session is opened (up to poolSize). */
+  maxInFlight: number;
+  connectTimeoutMs: number;
+  /** A session with no stream for this long is closed. */
+  idleTimeoutMs: number;
+  tls?: { servername?: string; ca?: string; cert?: string; key?: string };
+  maxBackoffMs?: number;
+  /** Retries on a fresh session when a session dies mid-query (default 2). */
+  maxRetries?: number;
+}
+
+export interface DohH2Upstream extends Upstream {
+  /** Sessions opened so far (for metrics and tests). */
+  readonly sessionsOpened: number;
+  readonly openSessions: number;
+}
+
+interface PooledSession {
+  session: ClientHttp2Session;
+  ready: Promise<void>;
+  active: number;
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE } =
+  constants;
+const DNS_MESSAGE = "application/dns-message";
+
+function base64Url(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64url");
+}
+
+export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstream {
+  const { name } = options;
+  const sessions: PooledSession[] = [];
+  let opened = 0;
+  let closed = false;
+  let failures = 0;
+  let nextConnectAt = 0;
+  const maxBackoff = options.maxBackoffMs ?? 5000;
+  const maxRetries = options.maxRetries ?? 2;
+
+  function drop(entry: PooledSession) {
+    const i = sessions.indexOf(entry);
+    if (i >= 0) sessions.splice(i, 1);
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
+  }
+
+  function open(): PooledSession {
+    opened++;
+    const connectOptions: SecureClientSessionOptions = {};
+    if (options.tls?.servername) connectOptions.servername = options.tls.servername;
+    if (options.tls?.ca) connectOptions.ca = options.tls.ca;
+    if (options.tls?.cert) connectOptions.cert = options.tls.cert;
+    if (options.tls?.key) connectOptions.key = options.tls.key;
+    const session = connect(options.origin, connectOptions);
+    const entry: PooledSession = {
+      session,
+      active: 0,
+      idleTimer: undefined,
+      ready: new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new UpstreamError("connect", name, `${name}: connect timeout`));
+          session.destroy();
+        }, options.connectTimeoutMs);
+        session.once("connect", () => {
+          clearTimeout(timer);
+          failures = 0;
+          resolve();
+        });
+        session.once("error", (error) => {
+          clearTimeout(timer);
+          const tls = /certificate|SSL|TLS|self.signed/i.test(String(error));
+          reject(new UpstreamError(tls ? "tls" : "connect", name, undefined, { cause: error }));
+        });
+        session.once("close", () => {
+          clearTimeout(timer);
+          reject(new UpstreamError("connect", name, `${name}: session closed`));
+        });
+      }),
+    };
+    entry.ready.catch(() => {
+      failures++;
+      nextConnectAt = Date.now() + Math.min(maxBackoff, 100 * 2 ** Math.min(failures, 10));
+      drop(entry);
+    });
+    session.on("error", () => drop(entry));
+    session.on("close", () => drop(entry));
+    session.on("goaway", () => drop(entry));
+    sessions.push(entry);
+    return entry;
+  }
+
+  function pick(): PooledSession {
+    for (const entry of [...sessions]) {
+      if (entry.session.closed || entry.session.destroyed) drop(entry);
+    }
+    let best: PooledSession | undefined;
+    for (const entry of sessions) {
+      if (!best || entry.active < best.active) best = entry;
+    }
+    if (best && (best.active < options.maxInFlight || sessions.length >= options.poolSize)) {
+      return best;
+    }
+    if (sessions.length < options.poolSize) {
+      if (!best && Date.now() < nextConnectAt) {
+        throw new UpstreamError("connect", name, `${name}: reconnect backoff`);
+      }
+      return open();
+    }
+    if (best) return best;
+    throw new UpstreamError("busy", name);
+  }
+
+  function request(entry: PooledSession, message: Uint8Array, signal: AbortSignal) {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const headers: Record<string, string> = { accept: DNS_MESSAGE };
+      let stream: ClientHttp2Stream;
+      try {
+        if (options.method === "GET") {
+          const sep = options.path.includes("?") ? "&" : "?";
+          headers[HTTP2_HEADER_METHOD] = "GET";
+          headers[HTTP2_HEADER_PATH] = `${options.path}${sep}dns=${base64Url(message)}`;
+          stream = entry.session.request(headers, { endStream: true });
+        } else {
+          headers[HTTP2_HEADER_METHOD] = "POST";
+          headers[HTTP2_HEADER_PATH] = options.path;
+          headers[HTTP2_HEADER_CONTENT_TYPE] = DNS_MESSAGE;
+          stream = entry.session.request(headers);
+          stream.end(message);
+        }
+      } catch (error) {
+        reject(new UpstreamError("send", name, undefined, { cause: error }));
+        return;
+      }
+      entry.active++;
+      if (entry.idleTimer) clearTimeout(entry.idleTimer);
+      let status = 0;
+      let type = "";
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = (error?: UpstreamError, answer?: Uint8Array) => {
+        signal.removeEventListener("abort", onAbort);
+        entry.active--;
+        if (entry.active === 0 && !entry.session.destroyed) {
+          entry.idleTimer = setTimeout(() => {
+            drop(entry);
+            entry.session.close();
+          }, options.idleTimeoutMs);
+          entry.idleTimer.unref();
+        }
+        if (error) reject(error);
+        else resolve(answer as Uint8Array);
+      };
+      let settled = false;
+      const settle = (error?: UpstreamError, answer?: Uint8Array) => {
+        if (settled) return;
+        settled = true;
+        done(error, answer);
+      };
+      const onAbort = () => {
+        stream.close(constants.NGHTTP2_CANCEL);
+        settle(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      stream.on("response", (h) => {
+        status = Number(h[HTTP2_HEADER_STATUS]);
+        type = String(h[HTTP2_HEADER_CONTENT_TYPE] ?? "");
+      });
+      stream.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > 65535) {
+          stream.close(constants.NGHTTP2_CANCEL);
+          settle(new UpstreamError("malformed_answer", name, `${name}: answer too large`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      stream.on("end", () => {
+        if (status === 0) {
+          settle(new UpstreamError("read", name, `${name}: stream ended without a response`));
+          return;
+        }
+        if (status < 200 || status > 299) {
+          settle(new UpstreamError("http_status", name, `${name}: HTTP ${status}`, { status }));
+          return;
+        }
+        if (!type.toLowerCase().startsWith(DNS_MESSAGE)) {
+          settle(new UpstreamError("malformed_answer", name, `${name}: content-type ${type}`));
+          return;
+        }
+        const body = Buffer.concat(chunks);
+        settle(undefined, new Uint8Array(body.buffer, body.byteOffset, body.length));
+      });
+      stream.on("error", (error) =>
+        settle(new UpstreamError("read", name, undefined, { cause: error })),
+      );
+      stream.on("close", () =>
+        settle(new UpstreamError("read", name, `${name}: stream closed before the answer`)),
+      );
+    });
+  }
+
+  return {
+    name,
+    get sessionsOpened() {
+      return opened;
+    },
+    get openSessions() {
+      return sessions.length;
+    },
+    async query(message, signal) {
+      if (closed) throw new UpstreamError("closed", name);
+      if (signal.aborted) throw new UpstreamError("aborted", name);
+      // A session that dies under a query (reset, GOAWAY) costs a retry on
+      // a fresh session, up to maxRetries; other failures are final.
+      for (let attempt = 0; ; attempt++) {
+        const entry = pick();
+        await entry.ready;
+        try {
+          return await request(entry, message, signal);
+        } catch (error) {
+          const died = entry.session.destroyed || entry.session.closed || !sessions.includes(entry);
+          const retry =
+            error instanceof UpstreamError &&
+            error.code === "read" &&
+            died &&
+            !signal.aborted &&
+            !closed &&
+            attempt < maxRetries;
+          if (!retry) throw error;
+        }
+      }
+    },
+    async close() {
+      closed = true;
+      for (const entry of [...sessions]) {
+        drop(entry);
+        entry.session.destroy();
+      }
+    },
+  };
+}

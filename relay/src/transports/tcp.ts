@@ -1,0 +1,84 @@
+// Plain DNS over TCP, one connection per query (the pipelined pool is the
+// next issue). Length-prefixed framing, random ID restored on the way back.
+
+import { randomInt } from "node:crypto";
+import { connect } from "node:net";
+import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
+import { readId, withId } from "../../../shared/dns/wire.ts";
+import { UpstreamError } from "../../../shared/engine/errors.ts";
+import type { Upstream } from "../../../shared/engine/upstream.ts";
+
+export interface TcpUpstreamOptions {
+  name: string;
+  host: string;
+  port: number;
+  /** TCP connect budget, ms. */
+  connectTimeoutMs: number;
+}
+
+export function createTcpUpstream(options: TcpUpstreamOptions): Upstream {
+  let closed = false;
+  return {
+    name: options.name,
+    async query(message, signal) {
+      if (closed) throw new UpstreamError("closed", options.name);
+      return tcpExchange(options, message, signal);
+    },
+    async close() {
+      closed = true;
+    },
+  };
+}
+
+/** One query on a fresh connection; resolves with the answer carrying the query's ID. */
+export function tcpExchange(
+  options: TcpUpstreamOptions,
+  message: Uint8Array,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  const { name, host, port } = options;
+  const clientId = readId(message);
+  const id = randomInt(0x10000);
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+      return;
+    }
+    let connected = false;
+    const socket = connect({ host, port });
+    const timer = setTimeout(
+      () => finish(new UpstreamError("connect", name, `${name}: connect timeout`)),
+      options.connectTimeoutMs,
+    );
+    const finish = (error: UpstreamError | undefined, answer?: Uint8Array) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(answer as Uint8Array);
+    };
+    const onAbort = () =>
+      finish(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+    signal.addEventListener("abort", onAbort, { once: true });
+    const reader = createFrameReader();
+    socket.on("connect", () => {
+      connected = true;
+      clearTimeout(timer);
+      socket.write(frameMessage(withId(message, id)));
+    });
+    socket.on("data", (chunk) => {
+      for (const answer of reader.push(new Uint8Array(chunk))) {
+        if (answer.length >= 12 && readId(answer) === id) {
+          finish(undefined, withId(answer, clientId));
+          return;
+        }
+      }
+    });
+    socket.on("error", (error) =>
+      finish(new UpstreamError(connected ? "read" : "connect", name, undefined, { cause: error })),
+    );
+    socket.on("close", () =>
+      finish(new UpstreamError("read", name, `${name}: connection closed before the answer`)),
+    );
+  });
+}
