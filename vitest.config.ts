@@ -1,7 +1,7 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-const workerdRuntime = { compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"] };
+const workerdRuntime = { compatibilityDate: "2026-10-20", compatibilityFlags: ["nodejs_compat"] };
 
 // Three projects: Node tests; the shared-core tests a second time inside
 // workerd to prove shared/ works in the Workers runtime; the worker's tests.
