@@ -10,6 +10,7 @@ import {
   type RelayUpstreamConfig,
 } from "../../../shared/config/schema.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
+import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
 import { createTcpUpstream } from "./tcp.ts";
 import { createUdpUpstream } from "./udp.ts";
@@ -63,8 +64,15 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         port: url.port,
         connectTimeoutMs: pool.connect_timeout,
       });
-    case "https":
-    case "http": {
+    case "http":
+      // Plain-HTTP DoH is for loopback, tunnels and `wrangler dev`, which
+      // speak HTTP/1.1: Node's fetch keeps those connections alive and pooled.
+      return createFetchDohUpstream({
+        name,
+        url: `http://${url.hostKind === "ipv6" ? `[${url.host}]` : url.host}:${url.port}${url.path ?? "/dns-query"}`,
+        method: upstream.method ?? "POST",
+      });
+    case "https": {
       const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
       const tls = {
         ...(upstream.tls_servername !== undefined ? { servername: upstream.tls_servername } : {}),
@@ -74,7 +82,7 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
       };
       return createDohH2Upstream({
         name,
-        origin: `${url.protocol}://${host}:${url.port}`,
+        origin: `https://${host}:${url.port}`,
         path: url.path ?? "/dns-query",
         method: upstream.method ?? "POST",
         poolSize: pool.size,
