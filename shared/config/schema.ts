@@ -21,6 +21,7 @@
 
 import { z } from "zod";
 import { rrTypeFromName } from "../dns/codes.ts";
+import { POLICY_NAMES, type PolicyName } from "../engine/policies.ts";
 import { parseDuration } from "./duration.ts";
 import { DomainNameError, normalizeDomainName, tryNormalizeDomainName } from "./except.ts";
 import {
@@ -45,18 +46,9 @@ import {
 
 // ---------------------------------------------------------------- constants
 
-export const POLICIES = [
-  "sequential",
-  "round_robin",
-  "random",
-  "weighted_random",
-  "least_outstanding",
-  "least_total",
-  "failover",
-  "availability",
-  "fastest",
-] as const;
-export type Policy = (typeof POLICIES)[number];
+/** The engine's selection policies are the config's `policy` values. */
+export const POLICIES = POLICY_NAMES;
+export type Policy = PolicyName;
 
 /**
  * A Worker may hold at most 6 simultaneous outgoing connections per request;

@@ -8,43 +8,7 @@ import {
   ResolvConfError,
 } from "../../relay/src/config/load-config.ts";
 import { ConfigError } from "../../shared/config/schema.ts";
-
-// SPEC §8, verbatim.
-const SPEC_EXAMPLE = `listen:                       # relay only
-  udp: 127.0.0.1:5353
-  tcp: 127.0.0.1:5353
-  dot: { addr: 0.0.0.0:853, cert: /etc/doh-edge/tls.pem, key: /etc/doh-edge/tls.key }
-  doh: { addr: 0.0.0.0:8443, cert: /etc/doh-edge/tls.pem, key: /etc/doh-edge/tls.key }
-  origin: { addr: 127.0.0.1:8853, token_env: RELAY_TOKEN }
-  metrics: 127.0.0.1:9153     # /metrics /healthz /readyz /statusz
-allow: [127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16]
-upstreams:
-  - name: edge
-    url: https://doh-edge.example.workers.dev/dns-query
-  - name: quad9
-    url: tls://9.9.9.9
-    tls_servername: dns.quad9.net
-    pool: { size: 4, max_in_flight: 100, idle_timeout: 8s }
-  - name: adguard
-    url: quic://dns.adguard-dns.com
-    weight: 50
-routes:
-  - zones: ["."]
-    upstreams: [edge, quad9]
-    policy: failover
-    timeout: 5s
-  - zones: [corp.example.]
-    upstreams: [adguard, quad9]
-    policy: weighted_random
-    server_count: 2
-    race: true
-    race_continue_on_error: true
-    except: [public.corp.example.]
-cache: { size: 10000, min_ttl: 0s, max_ttl: 1d }
-rules:
-  - { match: { suffix: ads.example. }, action: block }
-  - { match: { name: printer.lan. }, action: local_data, ips: [192.168.1.20], ttl: 60 }
-`;
+import { SPEC_EXAMPLE } from "../fixtures/spec-example.ts";
 
 let dir: string;
 beforeEach(() => {

@@ -12,6 +12,7 @@ import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts"
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueryHandler } from "../query-handler.ts";
+import { listenOn } from "./bind.ts";
 import { createPending } from "./pending.ts";
 import type { Listener } from "./udp.ts";
 
@@ -112,21 +113,10 @@ export async function startStreamListener(options: StreamListenerOptions): Promi
     : createServer(onConnection);
   server.maxConnections = config.max_connections;
   server.on("error", (error) => logger.error(`${protocol} listener error`, { error }));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(
-      { port: config.addr.port, host: config.addr.host, reusePort: config.reuse_port },
-      () => {
-        server.off("error", reject);
-        resolve();
-      },
-    );
-  });
-  const bound = server.address() as { address: string; port: number; family: string };
-  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  const bound = await listenOn(server, config.addr, config.reuse_port);
   return {
     name: protocol,
-    address: `${host}:${bound.port}`,
+    address: bound.address,
     port: bound.port,
     stop() {
       stopped = true;
