@@ -3,13 +3,13 @@
 // pipelined TCP, dig/kdig).
 
 import { execFile } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { connect } from "node:net";
 import { promisify } from "node:util";
 import { createLogger } from "../../relay/src/log.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
 import { parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
+import { udpExchange } from "../support/dns-servers.ts";
 
 export const run = promisify(execFile);
 
@@ -62,25 +62,8 @@ export function portOf(relay: Relay, name: string): number {
 }
 
 /** One UDP exchange from a chosen local address. */
-export function udpFrom(
-  source: string,
-  port: number,
-  query: Uint8Array,
-  ms = 2000,
-): Promise<Uint8Array | undefined> {
-  return new Promise((resolve) => {
-    const socket = createSocket("udp4");
-    const timer = setTimeout(() => done(undefined), ms);
-    const done = (value: Uint8Array | undefined) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(value);
-    };
-    socket.on("message", (msg) => done(new Uint8Array(msg)));
-    socket.on("error", () => done(undefined));
-    socket.bind(0, source, () => socket.send(query, port, "127.0.0.1"));
-  });
-}
+export const udpFrom = (source: string, port: number, query: Uint8Array, ms = 2000) =>
+  udpExchange(port, query, ms, source);
 
 /**
  * Writes every query on one TCP connection at once and collects answers in

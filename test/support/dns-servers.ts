@@ -37,11 +37,15 @@ export async function freePort(): Promise<number> {
   throw new Error("no free port found");
 }
 
-/** Sends one UDP query; resolves with the answer bytes or undefined after `ms`. */
+/**
+ * Sends one UDP query to 127.0.0.1:`port`, from `source` when given; resolves
+ * with the answer bytes, or undefined after `ms`.
+ */
 export function udpExchange(
   port: number,
   query: Uint8Array,
   ms = 500,
+  source?: string,
 ): Promise<Uint8Array | undefined> {
   return new Promise((resolve) => {
     const socket = createSocket("udp4");
@@ -53,7 +57,7 @@ export function udpExchange(
     };
     socket.on("message", (msg) => finish(new Uint8Array(msg)));
     socket.on("error", () => finish(undefined));
-    socket.send(query, port, "127.0.0.1");
+    socket.bind(0, source, () => socket.send(query, port, "127.0.0.1"));
   });
 }
 
