@@ -1,5 +1,7 @@
-// A tiny structured logger: one JSON object per line on stdout
-// ({"level","time","msg",...fields}). Levels below the threshold are dropped.
+// Structured logs: pino, one JSON object per line on stdout
+// ({"level":"info","time":"…","msg":"…",...fields}).
+
+import { pino } from "pino";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -18,31 +20,37 @@ export function isLogLevel(value: string): value is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(value);
 }
 
-function toJson(value: unknown): unknown {
-  if (value instanceof Error) {
-    const code = (value as { code?: unknown }).code;
-    return { message: value.message, ...(code !== undefined ? { code } : {}) };
-  }
-  if (typeof value === "bigint") return value.toString();
-  return value;
+/** Errors as { message, code }: no stacks in operational logs. */
+function serializeError(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const code = (value as { code?: unknown }).code;
+  return { message: value.message, ...(code !== undefined ? { code } : {}) };
 }
 
 export function createLogger(
   level: LogLevel = "info",
   write: (line: string) => void = (line) => process.stdout.write(line),
 ): Logger {
-  const logger: Logger = {
-    level,
-    debug: (msg, fields) => emit("debug", msg, fields),
-    info: (msg, fields) => emit("info", msg, fields),
-    warn: (msg, fields) => emit("warn", msg, fields),
-    error: (msg, fields) => emit("error", msg, fields),
+  const log = pino(
+    {
+      level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      serializers: { error: serializeError },
+    },
+    { write },
+  );
+  return {
+    get level() {
+      return log.level as LogLevel;
+    },
+    set level(next: LogLevel) {
+      log.level = next;
+    },
+    debug: (msg, fields) => log.debug(fields ?? {}, msg),
+    info: (msg, fields) => log.info(fields ?? {}, msg),
+    warn: (msg, fields) => log.warn(fields ?? {}, msg),
+    error: (msg, fields) => log.error(fields ?? {}, msg),
   };
-  function emit(at: LogLevel, msg: string, fields: LogFields = {}) {
-    if (LOG_LEVELS.indexOf(at) < LOG_LEVELS.indexOf(logger.level)) return;
-    const record: LogFields = { level: at, time: new Date().toISOString(), msg };
-    for (const [key, value] of Object.entries(fields)) record[key] = toJson(value);
-    write(`${JSON.stringify(record)}\n`);
-  }
-  return logger;
 }
