@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 // Listener behaviour beyond the basics: DoT, IPv6 addresses, TCP connection
 // limits (queries per connection, idle timeout), and /readyz when no
 // upstream is up. Upstream: the in-test delay server.
@@ -28,6 +29,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(relays.map((r) => r.shutdown(500)));
   await delay?.stop();
+  if (certs) await rm(certs.dir, { recursive: true, force: true });
 });
 
 const upstreams = () => [{ name: "delay", url: `udp://127.0.0.1:${delay.port}` }];

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 // The relay's LAN front end to end: real nsd + unbound behind it, real dig
 // and kdig in front, plus an in-test delay server and HTTP/2 DoH upstream.
 
@@ -97,6 +98,7 @@ afterAll(async () => {
   await Promise.all([relay, dohRelay, limitedRelay].map((r) => r?.shutdown(1000)));
   await Promise.all([h2?.stop(), delay?.stop(), unbound?.stop()]);
   await nsd?.stop();
+  if (certs) await rm(certs.dir, { recursive: true, force: true });
 });
 
 describe("plain DNS listeners", () => {

@@ -7,10 +7,11 @@ import { afterEach, describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
 const script = new URL("./check-shared-runtime.mjs", import.meta.url).pathname;
-let dir: string | undefined;
+const dirs: string[] = [];
 
 async function check(files: Record<string, string>) {
-  dir = await mkdtemp(join(tmpdir(), "doh-edge-shared-"));
+  const dir = await mkdtemp(join(tmpdir(), "doh-edge-shared-"));
+  dirs.push(dir);
   for (const [name, text] of Object.entries(files)) {
     await mkdir(join(dir, name, ".."), { recursive: true });
     await writeFile(join(dir, name), text);
@@ -25,7 +26,7 @@ async function check(files: Record<string, string>) {
 }
 
 afterEach(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
 describe("shared/ runtime boundary check", () => {

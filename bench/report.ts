@@ -1,0 +1,137 @@
+// bench/results.md: machine facts, a table per path, ratios against the
+// direct and dnsdist paths, and a small text plot of throughput.
+
+import type { DnsperfResult } from "./dnsperf.ts";
+
+export interface LevelResult extends DnsperfResult {
+  /** CPU ms per 1000 completed queries of the forwarding hop (relay or dnsdist). */
+  hopCpuPer1k?: number;
+  /** Same for unbound. */
+  unboundCpuPer1k?: number;
+  /** Most upstream HTTP/2 sessions the relay had open while sampling /metrics. */
+  maxSessions?: number;
+}
+
+export interface PathResult {
+  id: string;
+  title: string;
+  description: string;
+  levels: Map<number, LevelResult | { error: string }>;
+}
+
+export interface ReportInput {
+  facts: [string, string][];
+  settings: string[];
+  paths: PathResult[];
+  levels: readonly number[];
+  /** Levels whose queries/s is a throughput (dnsperf is not pacing itself). */
+  qpsLevels: readonly number[];
+  ratios: { title: string; numerator: string; denominator: string }[];
+  relayCounters: string[];
+  notes: string[];
+}
+
+const ms = (s: number) => (s * 1000).toFixed(3);
+const num = (n: number | undefined, digits = 0) => (n === undefined ? "–" : n.toFixed(digits));
+
+function ok(r: LevelResult | { error: string } | undefined): LevelResult | undefined {
+  return r && !("error" in r) ? r : undefined;
+}
+
+function pathTable(path: PathResult, levels: readonly number[]): string[] {
+  const doh = path.id === "relay-doh";
+  const head = [
+    "| outstanding (-q) | queries/s | avg latency (ms) | sent | lost | hop CPU ms/1k q | unbound CPU ms/1k q |",
+  ];
+  if (doh) head[0] += " max upstream h2 sessions |";
+  const cols = head[0]!.split("|").length - 2;
+  const lines = [...head, `|${" --- |".repeat(cols)}`];
+  for (const level of levels) {
+    const r = path.levels.get(level);
+    if (!r) {
+      lines.push(`| ${level} | not run${" | ".repeat(cols - 2)} |`);
+      continue;
+    }
+    if ("error" in r) {
+      lines.push(`| ${level} | failed: ${r.error.split("\n")[0]}${" | ".repeat(cols - 2)} |`);
+      continue;
+    }
+    let row = `| ${level} | ${num(r.qps)} | ${ms(r.avgLatency)} | ${r.sent} | ${r.lost} | ${num(r.hopCpuPer1k, 1)} | ${num(r.unboundCpuPer1k, 1)} |`;
+    if (doh) row += ` ${num(r.maxSessions)} |`;
+    lines.push(row);
+  }
+  return lines;
+}
+
+function ratioTable(input: ReportInput): string[] {
+  const byId = new Map(input.paths.map((p) => [p.id, p]));
+  const lines = [
+    `| ratio | ${input.levels.map((l) => `q=${l} qps | q=${l} latency`).join(" | ")} |`,
+    `|---|${input.levels.map(() => "---|---|").join("")}`,
+  ];
+  for (const ratio of input.ratios) {
+    const a = byId.get(ratio.numerator);
+    const b = byId.get(ratio.denominator);
+    const cells = input.levels.map((level) => {
+      const x = ok(a?.levels.get(level));
+      const y = ok(b?.levels.get(level));
+      if (!x || !y || y.qps === 0 || y.avgLatency === 0) return "– | –";
+      const qps = !input.qpsLevels.includes(level) ? "n/a" : (x.qps / y.qps).toFixed(2);
+      return `${qps} | ${(x.avgLatency / y.avgLatency).toFixed(2)}`;
+    });
+    lines.push(`| ${ratio.title} | ${cells.join(" | ")} |`);
+  }
+  return lines;
+}
+
+function plot(input: ReportInput): string[] {
+  const level = input.levels[input.levels.length - 1] ?? 1;
+  const rows = input.paths.map((p) => [p.title, ok(p.levels.get(level))?.qps ?? 0] as const);
+  const top = Math.max(1, ...rows.map(([, q]) => q));
+  const width = Math.max(...rows.map(([t]) => t.length));
+  return [
+    "```text",
+    `queries/s at -q ${level}`,
+    ...rows.map(
+      ([title, q]) =>
+        `${title.padEnd(width)} |${"#".repeat(Math.round((q / top) * 50)).padEnd(50)}| ${q.toFixed(0)}`,
+    ),
+    "```",
+  ];
+}
+
+export function renderReport(input: ReportInput): string {
+  const out: string[] = [
+    "# doh-edge relay benchmark",
+    "",
+    "Written by `npm run bench` (bench/run.ts). Every server runs on 127.0.0.1 on this machine,",
+    "which is shared and noisy: compare the ratios (measured minutes apart, level by level),",
+    "not the absolute numbers, and do not compare across machines.",
+    "",
+    "## Machine",
+    "",
+    ...input.facts.map(([k, v]) => `- ${k}: ${v}`),
+    "",
+    "## Setup",
+    "",
+    ...input.settings.map((s) => `- ${s}`),
+    "",
+    "## Ratios",
+    "",
+    "qps ratio above 1 = faster than the reference; latency ratio above 1 = slower.",
+    `qps ratios only at -q ${input.qpsLevels.join(", ")}: below that dnsperf paces itself (see the notes).`,
+    "",
+    ...ratioTable(input),
+    "",
+    ...plot(input),
+    "",
+    "## Paths",
+    "",
+  ];
+  for (const path of input.paths) {
+    out.push(`### ${path.title}`, "", path.description, "", ...pathTable(path, input.levels), "");
+  }
+  out.push("## Relay counters at the end", "", ...input.relayCounters.map((c) => `- ${c}`), "");
+  if (input.notes.length > 0) out.push("## Notes", "", ...input.notes.map((n) => `- ${n}`), "");
+  return out.join("\n");
+}
