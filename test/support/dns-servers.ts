@@ -119,6 +119,8 @@ export async function startNsd(options: NsdOptions): Promise<RunningServer> {
   server-count: 1
   verbosity: 1
   hide-version: yes
+  # No response rate limiting: load tests send one name many times.
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 ${zonesConf}`,
