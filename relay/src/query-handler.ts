@@ -1,6 +1,6 @@
 // The per-query path every listener uses: ACL → per-client limits →
-// malformed check → resolver (with a signal tied to the client and to
-// shutdown) → answer. Every accepted query gets an answer: the resolver's,
+// resolver (with a signal tied to the client and to shutdown; it answers
+// FORMERR for an unreadable question) → answer. Every accepted query gets an answer: the resolver's,
 // or SERVFAIL if it throws. Returns undefined only when nothing can be
 // answered (no readable ID).
 
@@ -56,6 +56,15 @@ export function rcodeName(answer: Uint8Array): string {
   }
 }
 
+/** The query name for logs: readQuestion's escaped presentation form, safe in a log line. */
+function nameOf(query: Uint8Array): string | undefined {
+  try {
+    return readQuestion(query).name;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
   const { metrics, logger } = options;
   let inFlight = 0;
@@ -97,13 +106,7 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
         metrics.dropped(client.protocol, "not_a_query");
         return undefined;
       }
-      let name: string;
-      try {
-        name = readQuestion(query).name;
-      } catch {
-        metrics.query(client.protocol, "FORMERR", (performance.now() - started) / 1000);
-        return buildErrorResponse(query, Rcode.FORMERR);
-      }
+      // An unreadable question comes back from the resolver as FORMERR.
       const limits = options.limits();
       const admission = limits.admit(client.address);
       if (admission !== "ok") return refuse(query, client, admission, started);
@@ -116,10 +119,14 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
         const outcome = await options.resolver().resolve(query, AbortSignal.any(signals));
         answer = outcome.answer;
         if (outcome.kind === "servfail") {
-          logger.debug("servfail", { name, route: outcome.route, error: outcome.error });
+          logger.debug("servfail", {
+            name: nameOf(query),
+            route: outcome.route,
+            error: outcome.error,
+          });
         }
       } catch (error) {
-        logger.warn("resolve failed", { name, error });
+        logger.warn("resolve failed", { name: nameOf(query), error });
         answer = buildErrorResponse(query, Rcode.SERVFAIL, {
           ede: { code: EdeCode.OTHER, text: "internal error" },
         });
@@ -137,11 +144,10 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
       const seconds = (performance.now() - started) / 1000;
       metrics.query(client.protocol, rcode, seconds);
       if (logger.level === "debug") {
-        // `name` is readQuestion's escaped presentation form: safe in a log line.
         logger.debug("query", {
           client: client.address,
           protocol: client.protocol,
-          name,
+          name: nameOf(query),
           rcode,
           ms: Math.round(seconds * 1000),
         });
