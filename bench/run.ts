@@ -10,9 +10,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createTestCertificates, startNsd } from "../test/support/dns-servers.ts";
+import { createTestCertificates, startNsd, startUnbound } from "../test/support/dns-servers.ts";
+import type { ManagedProcess } from "../test/support/processes.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
-import { type BenchProcess, cpuSeconds } from "./processes.ts";
+import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
 import {
   fetchMetrics,
@@ -20,7 +21,6 @@ import {
   type RelayServer,
   startDnsdist,
   startRelayProcess,
-  startUnboundDoh,
 } from "./servers.ts";
 
 const LEVELS = [1, 10, 50] as const;
@@ -64,7 +64,7 @@ interface PathSpec {
   title: string;
   description: string;
   target: DnsperfTarget;
-  hop?: BenchProcess;
+  hop?: ManagedProcess;
   relay?: RelayServer;
 }
 
@@ -100,14 +100,12 @@ async function main(): Promise<number> {
     cleanups.push(() => rm(certs.dir, { recursive: true, force: true }));
     const nsd = await startNsd({ zones: { [ZONE_NAME]: benchZone() } });
     cleanups.push(() => nsd.stop());
-    const unbound = await startUnboundDoh({
-      dir,
-      zone: ZONE_NAME,
-      nsdPort: nsd.port,
-      certs,
-      probeName,
+    const unbound = await startUnbound({
+      stubs: { [ZONE_NAME]: nsd.port },
+      tls: certs,
+      doh: true,
     });
-    cleanups.push(() => unbound.proc.stop());
+    cleanups.push(() => unbound.stop());
     const dnsdist = await startDnsdist({ dir, backendPort: unbound.port, probeName });
     cleanups.push(() => dnsdist.proc.stop());
     const relayUdp = await startRelayProcess({
@@ -121,7 +119,7 @@ async function main(): Promise<number> {
       dir,
       name: "doh",
       upstream: {
-        url: `https://127.0.0.1:${unbound.dohPort}/dns-query`,
+        url: `https://127.0.0.1:${unbound.dohPort!}/dns-query`,
         ca: certs.caFile,
         tls_servername: "dns.test",
       },
@@ -160,7 +158,7 @@ async function main(): Promise<number> {
         title: "direct DoH",
         description:
           "dnsperf -m doh (one HTTP/2 connection, GET /dns-query?dns=…) → unbound's DoH listener. GET, not POST: see the notes.",
-        target: { port: unbound.dohPort, doh: "GET" },
+        target: { port: unbound.dohPort!, doh: "GET" },
       },
       {
         id: "relay-doh",
@@ -210,7 +208,7 @@ async function main(): Promise<number> {
           continue;
         }
         const hop0 = cpuSeconds(spec.hop?.child.pid);
-        const unbound0 = cpuSeconds(unbound.proc.child.pid);
+        const unbound0 = cpuSeconds(unbound.pid);
         let maxSessions: number | undefined;
         const sampler =
           spec.relay && spec.id === "relay-doh"
@@ -238,7 +236,7 @@ async function main(): Promise<number> {
           const result: LevelResult = {
             ...r,
             ...(spec.hop ? { hopCpuPer1k: per1k(hop0, cpuSeconds(spec.hop.child.pid)) } : {}),
-            unboundCpuPer1k: per1k(unbound0, cpuSeconds(unbound.proc.child.pid)),
+            unboundCpuPer1k: per1k(unbound0, cpuSeconds(unbound.pid)),
             ...(spec.id === "relay-doh" && maxSessions !== undefined ? { maxSessions } : {}),
           };
           path.levels.set(level, result);

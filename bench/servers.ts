@@ -1,79 +1,21 @@
-// The servers under test, each a child process on 127.0.0.1: unbound (plain
-// UDP and DNS-over-HTTPS), dnsdist in front of unbound, and the relay
-// (relay/src/cli.ts) with a config written to a temp file.
+// The servers under test besides nsd and unbound (test/support/dns-servers.ts),
+// each a child process on 127.0.0.1: dnsdist in front of unbound, and the
+// relay (relay/src/cli.ts) with a config written to a temp file.
 
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, type TestCertificates } from "../test/support/dns-servers.ts";
-import { type BenchProcess, startProcess, waitForTcp, waitForUdp } from "./processes.ts";
+import { freePort } from "../test/support/dns-servers.ts";
+import {
+  type ManagedProcess,
+  startProcess,
+  untilReady,
+  waitForDns,
+} from "../test/support/processes.ts";
 
 export interface Server {
-  readonly proc: BenchProcess;
+  readonly proc: ManagedProcess;
   readonly port: number;
-}
-
-export interface UnboundServers {
-  readonly proc: BenchProcess;
-  /** Plain DNS (UDP and TCP). */
-  readonly port: number;
-  /** DNS-over-HTTPS (HTTP/2 over TLS), path /dns-query. */
-  readonly dohPort: number;
-}
-
-/** unbound with a stub zone at nsd, serving plain DNS and DoH. */
-export async function startUnboundDoh(options: {
-  dir: string;
-  zone: string;
-  nsdPort: number;
-  certs: TestCertificates;
-  probeName: string;
-}): Promise<UnboundServers> {
-  const port = await freePort();
-  const dohPort = await freePort();
-  const tld = options.zone.replace(/\.$/, "").split(".").pop();
-  const conf = join(options.dir, "unbound.conf");
-  await writeFile(
-    conf,
-    `server:
-  interface: 127.0.0.1@${port}
-  interface: 127.0.0.1@${dohPort}
-  https-port: ${dohPort}
-  http-endpoint: "/dns-query"
-  tls-service-key: "${options.certs.keyFile}"
-  tls-service-pem: "${options.certs.certFile}"
-  username: ""
-  chroot: ""
-  directory: "${options.dir}"
-  pidfile: "${options.dir}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  incoming-num-tcp: 256
-  so-rcvbuf: 4m
-  so-sndbuf: 4m
-  local-zone: "${tld}." nodefault
-  domain-insecure: "${tld}."
-stub-zone:
-  name: "${options.zone}"
-  stub-addr: 127.0.0.1@${options.nsdPort}
-remote-control:
-  control-enable: no
-`,
-  );
-  const proc = startProcess("unbound", "unbound", ["-d", "-c", conf]);
-  try {
-    await waitForUdp(proc, port, options.probeName);
-    await waitForTcp(proc, dohPort);
-  } catch (error) {
-    await proc.stop();
-    throw error;
-  }
-  return { proc, port, dohPort };
 }
 
 /** dnsdist 1.7 forwarding UDP to `backendPort`; no console, webserver or security polling. */
@@ -92,12 +34,7 @@ newServer({address='127.0.0.1:${options.backendPort}', checkName='${options.prob
 `,
   );
   const proc = startProcess("dnsdist", "dnsdist", ["--supervised", "--disable-syslog", "-C", conf]);
-  try {
-    await waitForUdp(proc, port, options.probeName);
-  } catch (error) {
-    await proc.stop();
-    throw error;
-  }
+  await untilReady(proc, () => waitForDns(proc, port, options.probeName));
   return { proc, port };
 }
 
@@ -134,12 +71,7 @@ export async function startRelayProcess(options: {
     "--config",
     file,
   ]);
-  try {
-    await waitForUdp(proc, port, options.probeName);
-  } catch (error) {
-    await proc.stop();
-    throw error;
-  }
+  await untilReady(proc, () => waitForDns(proc, port, options.probeName));
   return { proc, port, metricsPort };
 }
 

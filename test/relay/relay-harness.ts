@@ -9,7 +9,7 @@ import { createLogger } from "../../relay/src/log.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
 import { parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
-import { udpExchange } from "../support/dns-servers.ts";
+import { udpExchange } from "../support/processes.ts";
 
 export const run = promisify(execFile);
 

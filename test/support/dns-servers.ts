@@ -2,7 +2,7 @@
 // unbound (recursive front, plain and DoT), started on loopback ports and
 // stopped after. Node only.
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -10,12 +10,14 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { buildQuery } from "../../shared/dns/query.ts";
+import { startProcess, untilReady, waitForDns, waitForTcp } from "./processes.ts";
 
 const run = promisify(execFile);
 
 export interface RunningServer {
   readonly port: number;
+  /** The server process, for CPU readings (absent for in-process servers). */
+  readonly pid?: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -35,60 +37,6 @@ export async function freePort(): Promise<number> {
     if (ok) return port;
   }
   throw new Error("no free port found");
-}
-
-/**
- * Sends one UDP query to 127.0.0.1:`port`, from `source` when given; resolves
- * with the answer bytes, or undefined after `ms`.
- */
-export function udpExchange(
-  port: number,
-  query: Uint8Array,
-  ms = 500,
-  source?: string,
-): Promise<Uint8Array | undefined> {
-  return new Promise((resolve) => {
-    const socket = createSocket("udp4");
-    const timer = setTimeout(() => finish(undefined), ms);
-    const finish = (value: Uint8Array | undefined) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(value);
-    };
-    socket.on("message", (msg) => finish(new Uint8Array(msg)));
-    socket.on("error", () => finish(undefined));
-    socket.bind(0, source, () => socket.send(query, port, "127.0.0.1"));
-  });
-}
-
-async function waitForDns(port: number, name: string, child: ChildProcess, log: () => string) {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${log()}`);
-    if (await udpExchange(port, buildQuery(name, 6, { id: 1 }), 200)) return;
-  }
-  throw new Error(`server on port ${port} did not answer within 10s:\n${log()}`);
-}
-
-function startProcess(command: string, args: string[]) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.on("data", (d) => {
-    output += d;
-  });
-  child.stderr?.on("data", (d) => {
-    output += d;
-  });
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
-  return { child, stop, log: () => output };
 }
 
 export interface NsdOptions {
@@ -125,16 +73,16 @@ remote-control:
   control-enable: no
 ${zonesConf}`,
   );
-  const proc = startProcess("nsd", ["-d", "-c", join(dir, "nsd.conf")]);
-  try {
-    await waitForDns(port, Object.keys(options.zones)[0] ?? ".", proc.child, proc.log);
-  } catch (error) {
-    await proc.stop();
-    await rm(dir, { recursive: true, force: true });
-    throw error;
-  }
+  const proc = startProcess("nsd", "nsd", ["-d", "-c", join(dir, "nsd.conf")]);
+  const removeDir = () => rm(dir, { recursive: true, force: true });
+  await untilReady(
+    proc,
+    () => waitForDns(proc, port, Object.keys(options.zones)[0] ?? "."),
+    removeDir,
+  );
   return {
     port,
+    pid: proc.child.pid,
     async stop() {
       await proc.stop();
       await rm(dir, { recursive: true, force: true });
@@ -237,16 +185,20 @@ export interface UnboundOptions {
   stubs: Record<string, number>;
   /** Serve DoT too, with these certificates. */
   tls?: TestCertificates;
+  /** Serve DoH (HTTP/2 over TLS, /dns-query) too; needs `tls`. */
+  doh?: boolean;
 }
 
 export interface RunningUnbound extends RunningServer {
   readonly tlsPort: number | undefined;
+  readonly dohPort: number | undefined;
 }
 
 export async function startUnbound(options: UnboundOptions): Promise<RunningUnbound> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-unbound-"));
   const port = await freePort();
   const tlsPort = options.tls ? await freePort() : undefined;
+  const dohPort = options.tls && options.doh ? await freePort() : undefined;
   const stubs = Object.entries(options.stubs)
     .map(([zone, p]) => `stub-zone:\n  name: "${zone}"\n  stub-addr: 127.0.0.1@${p}\n`)
     .join("");
@@ -261,7 +213,11 @@ export async function startUnbound(options: UnboundOptions): Promise<RunningUnbo
   tls-port: ${tlsPort}
   tls-service-key: "${options.tls.keyFile}"
   tls-service-pem: "${options.tls.certFile}"
-`
+${
+  dohPort === undefined
+    ? ""
+    : `  interface: 127.0.0.1@${dohPort}\n  https-port: ${dohPort}\n  http-endpoint: "/dns-query"\n`
+}`
     : "";
   await writeFile(
     join(dir, "unbound.conf"),
@@ -279,22 +235,27 @@ ${tls}  username: ""
   access-control: 127.0.0.0/8 allow
   module-config: "iterator"
   incoming-num-tcp: 256
+  so-rcvbuf: 4m
+  so-sndbuf: 4m
   extended-statistics: yes
 ${nodefault}${stubs}remote-control:
   control-enable: no
 `,
   );
-  const proc = startProcess("unbound", ["-d", "-c", join(dir, "unbound.conf")]);
-  try {
-    await waitForDns(port, Object.keys(options.stubs)[0] ?? ".", proc.child, proc.log);
-  } catch (error) {
-    await proc.stop();
-    await rm(dir, { recursive: true, force: true });
-    throw error;
-  }
+  const proc = startProcess("unbound", "unbound", ["-d", "-c", join(dir, "unbound.conf")]);
+  await untilReady(
+    proc,
+    async () => {
+      await waitForDns(proc, port, Object.keys(options.stubs)[0] ?? ".");
+      if (dohPort !== undefined) await waitForTcp(proc, dohPort);
+    },
+    () => rm(dir, { recursive: true, force: true }),
+  );
   return {
     port,
+    pid: proc.child.pid,
     tlsPort,
+    dohPort,
     async stop() {
       await proc.stop();
       await rm(dir, { recursive: true, force: true });

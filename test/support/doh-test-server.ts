@@ -12,7 +12,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { buildErrorResponse, Rcode } from "../../shared/dns/wire.ts";
 import { decodeBase64Url } from "../../shared/doh/base64url.ts";
-import { udpExchange } from "./dns-servers.ts";
+import { udpExchange } from "./processes.ts";
 
 export interface RecordedRequest {
   path: string;

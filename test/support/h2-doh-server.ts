@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
-import { udpExchange } from "./dns-servers.ts";
+import { udpExchange } from "./processes.ts";
 
 export interface H2DohServer {
   readonly port: number;
