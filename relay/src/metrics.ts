@@ -3,6 +3,8 @@
 // resolver's per-upstream accounting (fanout's names).
 
 import type { UpstreamCounterSnapshot } from "../../shared/engine/counters.ts";
+import type { Upstream } from "../../shared/engine/upstream.ts";
+import { isPooled, type PoolStats } from "./transports/pool-stats.ts";
 
 const BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -130,4 +132,53 @@ export function createRelayMetrics(): RelayMetrics {
       return `${out.join("\n")}\n${extra}`;
     },
   };
+}
+
+const POOL_FAMILIES: [keyof PoolStats, string, "gauge" | "counter", string][] = [
+  ["open", "doh_relay_upstream_connections", "gauge", "Open pooled upstream connections."],
+  ["inFlight", "doh_relay_upstream_in_flight", "gauge", "Queries awaiting an upstream answer."],
+  [
+    "opened",
+    "doh_relay_upstream_connections_opened_total",
+    "counter",
+    "Upstream connections opened (TCP connects, TLS and QUIC handshakes).",
+  ],
+  [
+    "resumed",
+    "doh_relay_upstream_tls_resumed_total",
+    "counter",
+    "Upstream TLS handshakes that resumed a session.",
+  ],
+  [
+    "reconnects",
+    "doh_relay_upstream_reconnects_total",
+    "counter",
+    "Upstream connections opened to replace a closed one.",
+  ],
+  [
+    "reused",
+    "doh_relay_upstream_reused_total",
+    "counter",
+    "Queries sent on a connection that had carried one before.",
+  ],
+  [
+    "fresh",
+    "doh_relay_upstream_fresh_total",
+    "counter",
+    "Queries that were the first on a new connection.",
+  ],
+];
+
+/** Pool state of every pooled transport, in Prometheus text. */
+export function renderPoolStats(transports: ReadonlyMap<string, Upstream>): string {
+  const pools = [...transports].flatMap(([name, t]) =>
+    isPooled(t) ? [[name, t.poolStats()] as const] : [],
+  );
+  const out: string[] = [];
+  for (const [key, family, type, help] of POOL_FAMILIES) {
+    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`);
+    for (const [name, stats] of pools)
+      out.push(`${family}${labels({ upstream: name })} ${stats[key]}`);
+  }
+  return `${out.join("\n")}\n`;
 }

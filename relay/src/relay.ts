@@ -11,11 +11,11 @@ import { startDohListener } from "./listeners/doh.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
-import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
+import { createRelayMetrics, type RelayMetrics, renderPoolStats } from "./metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { buildTransports } from "./transports/build-transports.ts";
-import type { DohH2Upstream } from "./transports/doh-h2.ts";
+import { isPooled } from "./transports/pool-stats.ts";
 
 export interface Relay {
   readonly listeners: readonly Listener[];
@@ -71,21 +71,6 @@ function routeHealth(core: Core) {
       upstreams: names.map((name) => seen.get(name) ?? { name, up: true, total: 0 }),
     };
   });
-}
-
-/** Open HTTP/2 sessions per DoH upstream (pool gauge). */
-function poolGauges(core: Core): string {
-  const lines = [
-    "# HELP doh_relay_upstream_sessions Open pooled upstream sessions.",
-    "# TYPE doh_relay_upstream_sessions gauge",
-  ];
-  for (const [name, transport] of core.transports) {
-    const open = (transport as Partial<DohH2Upstream>).openSessions;
-    if (typeof open === "number") {
-      lines.push(`doh_relay_upstream_sessions{upstream=${JSON.stringify(name)}} ${open}`);
-    }
-  }
-  return `${lines.join("\n")}\n`;
 }
 
 async function closeCore(core: Core): Promise<void> {
@@ -145,13 +130,18 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
     }
     if (listen.metrics) {
       ops = await startOpsServer(listen.metrics.addr, {
-        metrics: () => metrics.render(core.resolver.counters(), poolGauges(core)),
+        metrics: () => metrics.render(core.resolver.counters(), renderPoolStats(core.transports)),
         ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
         status: () => ({
           ready,
           listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
           in_flight: handler.inFlight,
           routes: routeHealth(core),
+          pools: Object.fromEntries(
+            [...core.transports].flatMap(([name, t]) =>
+              isPooled(t) ? [[name, t.poolStats()]] : [],
+            ),
+          ),
         }),
       });
     }

@@ -151,14 +151,19 @@ describe("doh-relay --check, --version, --help", () => {
     expect(result.stderr).toContain('routes[0].upstreams[0]: unknown upstream "quad8"');
   });
 
-  it("refuses tls:// upstreams until their pools exist, naming the key", async () => {
-    const path = await configFile(
+  it("accepts a tls:// upstream and refuses statsd until it exists, naming the key", async () => {
+    const tls = await configFile(
       "tls.yaml",
       'upstreams:\n  - { name: a, url: "udp://127.0.0.1" }\n  - { name: q9, url: "tls://9.9.9.9", tls_servername: dns.quad9.net }\n',
     );
-    const result = await runCli(["--check", "--config", path]);
+    expect((await runCli(["--check", "--config", tls])).code).toBe(0);
+    const statsd = await configFile(
+      "statsd.yaml",
+      'upstreams:\n  - { name: a, url: "udp://127.0.0.1" }\nmetrics: { statsd: { addr: "127.0.0.1:8125" } }\n',
+    );
+    const result = await runCli(["--check", "--config", statsd]);
     expect(result.code).toBe(1);
-    expect(result.stderr.trim()).toBe("upstreams[1].url: tls:// pools are not built yet");
+    expect(result.stderr.trim()).toBe("metrics.statsd: statsd reporting is not built yet");
   });
 
   it("rejects a missing config file", async () => {

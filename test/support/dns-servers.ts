@@ -187,6 +187,10 @@ export interface UnboundOptions {
   tls?: TestCertificates;
   /** Serve DoH (HTTP/2 over TLS, /dns-query) too; needs `tls`. */
   doh?: boolean;
+  /** Reuse these ports (to restart a server in place); fresh ones otherwise. */
+  ports?: { port: number; tlsPort?: number | undefined };
+  /** More `server:` lines, e.g. "tcp-idle-timeout: 300". */
+  extra?: string[];
 }
 
 export interface RunningUnbound extends RunningServer {
@@ -196,8 +200,8 @@ export interface RunningUnbound extends RunningServer {
 
 export async function startUnbound(options: UnboundOptions): Promise<RunningUnbound> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-unbound-"));
-  const port = await freePort();
-  const tlsPort = options.tls ? await freePort() : undefined;
+  const port = options.ports?.port ?? (await freePort());
+  const tlsPort = options.tls ? (options.ports?.tlsPort ?? (await freePort())) : undefined;
   const dohPort = options.tls && options.doh ? await freePort() : undefined;
   const stubs = Object.entries(options.stubs)
     .map(([zone, p]) => `stub-zone:\n  name: "${zone}"\n  stub-addr: 127.0.0.1@${p}\n`)
@@ -238,7 +242,7 @@ ${tls}  username: ""
   so-rcvbuf: 4m
   so-sndbuf: 4m
   extended-statistics: yes
-${nodefault}${stubs}remote-control:
+${(options.extra ?? []).map((line) => `  ${line}\n`).join("")}${nodefault}${stubs}remote-control:
   control-enable: no
 `,
   );

@@ -1,6 +1,6 @@
-// Builds the Upstream for each configured upstream by protocol. tls://,
-// quic:// and h3:// are not built yet: asking for them is a startup error
-// naming the key path, never a silent fallback.
+// Builds the Upstream for each configured upstream by protocol. h3:// is not
+// built yet: asking for it is a startup error naming the key path, never a
+// silent fallback.
 
 import { readFileSync } from "node:fs";
 import {
@@ -12,7 +12,7 @@ import {
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
-import { createTcpUpstream } from "./tcp.ts";
+import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
 
 /** Config the relay accepts but cannot serve yet, as ConfigError problems. */
@@ -20,16 +20,13 @@ export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   config.upstreams.forEach((upstream, i) => {
     const protocol = upstream.url.protocol;
-    if (protocol === "tls" || protocol === "quic" || protocol === "h3") {
+    if (protocol === "h3" || protocol === "quic") {
       problems.push({
         path: ["upstreams", i, "url"],
         message: `${protocol}:// pools are not built yet`,
       });
     }
   });
-  if (config.listen.origin) {
-    problems.push({ path: ["listen", "origin"], message: "the origin endpoint is not built yet" });
-  }
   if (config.metrics.statsd) {
     problems.push({ path: ["metrics", "statsd"], message: "statsd reporting is not built yet" });
   }
@@ -47,6 +44,15 @@ function pem(value: string | undefined): string | undefined {
   return value.includes("-----BEGIN") ? value : readFileSync(value, "utf8");
 }
 
+function tlsOptions(upstream: RelayUpstreamConfig) {
+  return {
+    ...(upstream.tls_servername !== undefined ? { servername: upstream.tls_servername } : {}),
+    ...(upstream.ca !== undefined ? { ca: pem(upstream.ca) } : {}),
+    ...(upstream.cert !== undefined ? { cert: pem(upstream.cert) } : {}),
+    ...(upstream.key !== undefined ? { key: pem(upstream.key) } : {}),
+  };
+}
+
 export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
   const { url, name, pool } = upstream;
   switch (url.protocol) {
@@ -58,11 +64,18 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         connectTimeoutMs: pool.connect_timeout,
       });
     case "tcp":
-      return createTcpUpstream({
+    case "tls":
+      return createStreamPool({
         name,
         host: url.host,
         port: url.port,
+        ...(url.protocol === "tls" ? { tls: tlsOptions(upstream) } : {}),
+        size: pool.size,
+        maxInFlight: pool.max_in_flight,
+        idleTimeoutMs: pool.idle_timeout,
         connectTimeoutMs: pool.connect_timeout,
+        handshakeTimeoutMs: pool.handshake_timeout,
+        maxRetries: pool.max_retries,
       });
     case "http":
       // Plain-HTTP DoH is for loopback, tunnels and `wrangler dev`, which
@@ -74,12 +87,6 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
       });
     case "https": {
       const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
-      const tls = {
-        ...(upstream.tls_servername !== undefined ? { servername: upstream.tls_servername } : {}),
-        ...(upstream.ca !== undefined ? { ca: pem(upstream.ca) } : {}),
-        ...(upstream.cert !== undefined ? { cert: pem(upstream.cert) } : {}),
-        ...(upstream.key !== undefined ? { key: pem(upstream.key) } : {}),
-      };
       return createDohH2Upstream({
         name,
         origin: `https://${host}:${url.port}`,
@@ -90,7 +97,7 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         connectTimeoutMs: pool.connect_timeout + pool.handshake_timeout,
         idleTimeoutMs: pool.idle_timeout,
         maxRetries: pool.max_retries,
-        tls,
+        tls: tlsOptions(upstream),
       });
     }
     default:

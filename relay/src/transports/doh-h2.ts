@@ -13,7 +13,7 @@ import {
   type SecureClientSessionOptions,
 } from "node:http2";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
-import type { Upstream } from "../../../shared/engine/upstream.ts";
+import type { PooledUpstream } from "./pool-stats.ts";
 
 export interface DohH2UpstreamOptions {
   name: string;
@@ -34,16 +34,14 @@ export interface DohH2UpstreamOptions {
   maxRetries?: number;
 }
 
-export interface DohH2Upstream extends Upstream {
-  /** Sessions opened so far (for metrics and tests). */
-  readonly sessionsOpened: number;
-  readonly openSessions: number;
-}
+export type DohH2Upstream = PooledUpstream;
 
 interface PooledSession {
   session: ClientHttp2Session;
   ready: Promise<void>;
   active: number;
+  /** Streams opened on this session so far. */
+  streams: number;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -58,7 +56,9 @@ function base64Url(bytes: Uint8Array): string {
 export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstream {
   const { name } = options;
   const sessions: PooledSession[] = [];
-  let opened = 0;
+  const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
+  /** Sessions lost and not yet replaced: the next opens count as reconnects. */
+  let lost = 0;
   let closed = false;
   let failures = 0;
   let nextConnectAt = 0;
@@ -67,12 +67,19 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
 
   function drop(entry: PooledSession) {
     const i = sessions.indexOf(entry);
-    if (i >= 0) sessions.splice(i, 1);
+    if (i >= 0) {
+      sessions.splice(i, 1);
+      lost++;
+    }
     if (entry.idleTimer) clearTimeout(entry.idleTimer);
   }
 
   function open(): PooledSession {
-    opened++;
+    stats.opened++;
+    if (lost > 0) {
+      lost--;
+      stats.reconnects++;
+    }
     const connectOptions: SecureClientSessionOptions = {};
     if (options.tls?.servername) connectOptions.servername = options.tls.servername;
     if (options.tls?.ca) connectOptions.ca = options.tls.ca;
@@ -82,6 +89,7 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
     const entry: PooledSession = {
       session,
       active: 0,
+      streams: 0,
       idleTimer: undefined,
       ready: new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -159,6 +167,8 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
         return;
       }
       entry.active++;
+      if (entry.streams++ > 0) stats.reused++;
+      else stats.fresh++;
       if (entry.idleTimer) clearTimeout(entry.idleTimer);
       let status = 0;
       let type = "";
@@ -228,11 +238,10 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
 
   return {
     name,
-    get sessionsOpened() {
-      return opened;
-    },
-    get openSessions() {
-      return sessions.length;
+    poolStats() {
+      let inFlight = 0;
+      for (const entry of sessions) inFlight += entry.active;
+      return { open: sessions.length, inFlight, ...stats };
     },
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);

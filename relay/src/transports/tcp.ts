@@ -1,12 +1,12 @@
-// Plain DNS over TCP, one connection per query (the pipelined pool is the
-// next issue). Length-prefixed framing, random ID restored on the way back.
+// One DNS exchange over a fresh TCP connection: the UDP transport's retry
+// for truncated answers (tcp:// upstreams use the pipelined stream pool).
+// Length-prefixed framing, random ID restored on the way back.
 
 import { randomInt } from "node:crypto";
 import { connect } from "node:net";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
-import type { Upstream } from "../../../shared/engine/upstream.ts";
 
 export interface TcpUpstreamOptions {
   name: string;
@@ -14,20 +14,6 @@ export interface TcpUpstreamOptions {
   port: number;
   /** TCP connect budget, ms. */
   connectTimeoutMs: number;
-}
-
-export function createTcpUpstream(options: TcpUpstreamOptions): Upstream {
-  let closed = false;
-  return {
-    name: options.name,
-    async query(message, signal) {
-      if (closed) throw new UpstreamError("closed", options.name);
-      return tcpExchange(options, message, signal);
-    },
-    async close() {
-      closed = true;
-    },
-  };
 }
 
 /** One query on a fresh connection; resolves with the answer carrying the query's ID. */
