@@ -33,11 +33,13 @@ interface Core {
   config: RelayConfig;
   resolver: Resolver;
   transports: Map<string, Upstream>;
+  closeTransports: () => Promise<void>;
   limits: ClientLimits;
 }
 
 function buildCore(config: RelayConfig, logger: Logger): Core {
-  const transports = buildTransports(config);
+  const built = buildTransports(config);
+  const transports = built.upstreams;
   const resolver = createResolver({
     upstreams: config.upstreams,
     routes: config.routes,
@@ -55,7 +57,7 @@ function buildCore(config: RelayConfig, logger: Logger): Core {
     burst: config.rate_limit.burst,
     maxInFlight: config.rate_limit.max_in_flight,
   });
-  return { config, resolver, transports, limits };
+  return { config, resolver, transports, closeTransports: built.close, limits };
 }
 
 /**
@@ -75,7 +77,7 @@ function routeHealth(core: Core) {
 
 async function closeCore(core: Core): Promise<void> {
   await core.resolver.close();
-  await Promise.all([...core.transports.values()].map((t) => t.close()));
+  await core.closeTransports();
 }
 
 function warnUnapplied(config: RelayConfig, logger: Logger) {

@@ -11,6 +11,7 @@ import {
 } from "../../../shared/config/schema.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
+import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
@@ -53,8 +54,9 @@ function tlsOptions(upstream: RelayUpstreamConfig) {
   };
 }
 
-export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
+export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootstrap): Upstream {
   const { url, name, pool } = upstream;
+  const lookup = url.hostKind === "name" ? bootstrap?.lookup : undefined;
   switch (url.protocol) {
     case "udp":
       return createUdpUpstream({
@@ -62,6 +64,7 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         host: url.host,
         port: url.port,
         connectTimeoutMs: pool.connect_timeout,
+        lookup,
       });
     case "tcp":
     case "tls":
@@ -76,6 +79,7 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         connectTimeoutMs: pool.connect_timeout,
         handshakeTimeoutMs: pool.handshake_timeout,
         maxRetries: pool.max_retries,
+        lookup,
       });
     case "http":
       // Plain-HTTP DoH is for loopback, tunnels and `wrangler dev`, which
@@ -98,6 +102,7 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
         idleTimeoutMs: pool.idle_timeout,
         maxRetries: pool.max_retries,
         tls: tlsOptions(upstream),
+        lookup,
       });
     }
     default:
@@ -107,7 +112,29 @@ export function buildTransport(upstream: RelayUpstreamConfig): Upstream {
   }
 }
 
-export function buildTransports(config: RelayConfig): Map<string, Upstream> {
+export interface Transports {
+  upstreams: Map<string, Upstream>;
+  /** Resolves upstream host names when `bootstrap` servers are configured. */
+  bootstrap: Bootstrap | undefined;
+  close(): Promise<void>;
+}
+
+export function buildTransports(config: RelayConfig): Transports {
   assertSupported(config);
-  return new Map(config.upstreams.map((u) => [u.name, buildTransport(u)]));
+  const bootstrap =
+    config.bootstrap.length > 0
+      ? createBootstrap({
+          servers: config.bootstrap,
+          ...(config.ecs !== undefined ? { ecs: config.ecs } : {}),
+        })
+      : undefined;
+  const upstreams = new Map(config.upstreams.map((u) => [u.name, buildTransport(u, bootstrap)]));
+  return {
+    upstreams,
+    bootstrap,
+    async close() {
+      await Promise.all([...upstreams.values()].map((t) => t.close()));
+      await bootstrap?.close();
+    },
+  };
 }

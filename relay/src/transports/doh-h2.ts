@@ -13,6 +13,7 @@ import {
   type SecureClientSessionOptions,
 } from "node:http2";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
+import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream } from "./pool-stats.ts";
 
 export interface DohH2UpstreamOptions {
@@ -32,6 +33,8 @@ export interface DohH2UpstreamOptions {
   maxBackoffMs?: number;
   /** Retries on a fresh session when a session dies mid-query (default 2). */
   maxRetries?: number;
+  /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
+  lookup?: LookupFunction | undefined;
 }
 
 export type DohH2Upstream = PooledUpstream;
@@ -85,6 +88,7 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
     if (options.tls?.ca) connectOptions.ca = options.tls.ca;
     if (options.tls?.cert) connectOptions.cert = options.tls.cert;
     if (options.tls?.key) connectOptions.key = options.tls.key;
+    if (options.lookup) connectOptions.lookup = options.lookup;
     const session = connect(options.origin, connectOptions);
     const entry: PooledSession = {
       session,

@@ -18,6 +18,7 @@ import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "n
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, sameQuestion, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
+import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 
 export interface StreamPoolTls {
@@ -45,6 +46,8 @@ export interface StreamPoolOptions {
   maxRetries: number;
   /** Cap of the reconnect backoff, ms (default 5000). */
   maxBackoffMs?: number;
+  /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
+  lookup?: LookupFunction | undefined;
 }
 
 interface Pending {
@@ -115,6 +118,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
         servername: options.tls.servername ?? (isIp(options.host) ? undefined : options.host),
         minVersion: "TLSv1.2",
       };
+      if (options.lookup) tls.lookup = options.lookup;
       if (options.tls.ca) tls.ca = options.tls.ca;
       if (options.tls.cert) tls.cert = options.tls.cert;
       if (options.tls.key) tls.key = options.tls.key;
@@ -125,7 +129,11 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
       });
       socket = tlsSocket;
     } else {
-      socket = netConnect({ host: options.host, port: options.port });
+      socket = netConnect({
+        host: options.host,
+        port: options.port,
+        ...(options.lookup ? { lookup: options.lookup } : {}),
+      });
     }
     socket.setNoDelay(true);
     const conn: Connection = {

@@ -7,6 +7,7 @@ import { connect } from "node:net";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
+import type { LookupFunction } from "./bootstrap.ts";
 
 export interface TcpUpstreamOptions {
   name: string;
@@ -14,6 +15,8 @@ export interface TcpUpstreamOptions {
   port: number;
   /** TCP connect budget, ms. */
   connectTimeoutMs: number;
+  /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
+  lookup?: LookupFunction | undefined;
 }
 
 /** One query on a fresh connection; resolves with the answer carrying the query's ID. */
@@ -31,7 +34,7 @@ export function tcpExchange(
       return;
     }
     let connected = false;
-    const socket = connect({ host, port });
+    const socket = connect({ host, port, ...(options.lookup ? { lookup: options.lookup } : {}) });
     const timer = setTimeout(
       () => finish(new UpstreamError("connect", name, `${name}: connect timeout`)),
       options.connectTimeoutMs,

@@ -6,7 +6,7 @@
 // answer with TC=1 is retried over TCP (RFC 7766 §5).
 
 import { randomInt } from "node:crypto";
-import { createSocket, type Socket } from "node:dgram";
+import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import { readHeader, readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
@@ -60,7 +60,11 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   }
 
   function open(): Slot {
-    const socket = createSocket(host.includes(":") ? "udp6" : "udp4");
+    const socket = createSocket({
+      type: host.includes(":") ? "udp6" : "udp4",
+      // dgram's type asks for the single-address form, which lookup gives without `all`.
+      ...(options.lookup ? { lookup: options.lookup as SocketOptions["lookup"] } : {}),
+    });
     const slot: Slot = {
       socket,
       pending: new Map(),
