@@ -16,6 +16,8 @@ export interface DnsperfTarget {
    * measure dnsperf, not the server.
    */
   doh?: "GET" | "POST";
+  /** DNS over TLS on one connection (dnsperf does not verify the certificate). */
+  dot?: boolean;
 }
 
 export interface DnsperfResult {
@@ -86,6 +88,7 @@ export async function dnsperf(options: DnsperfRun): Promise<DnsperfResult> {
       `doh-method=${target.doh}`,
     );
   }
+  if (target.dot) args.push("-m", "dot");
   const { stdout } = await run("dnsperf", args, {
     timeout: (options.seconds + 15) * 1000,
     killSignal: "SIGKILL",

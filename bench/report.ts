@@ -8,8 +8,10 @@ export interface LevelResult extends DnsperfResult {
   hopCpuPer1k?: number;
   /** Same for unbound. */
   unboundCpuPer1k?: number;
-  /** Most upstream HTTP/2 sessions the relay had open while sampling /metrics. */
-  maxSessions?: number;
+  /** Distinct TCP connections to unbound's DoT/DoH port seen during the run (sampled with ss). */
+  upstreamConnections?: number;
+  /** Connections the relay opened during the run (its own counter), per 10,000 queries. */
+  handshakesPer10k?: number;
 }
 
 export interface PathResult {
@@ -39,11 +41,14 @@ function ok(r: LevelResult | { error: string } | undefined): LevelResult | undef
 }
 
 function pathTable(path: PathResult, levels: readonly number[]): string[] {
-  const doh = path.id === "relay-doh";
+  const results = [...path.levels.values()].map(ok);
+  const conns = results.some((r) => r?.upstreamConnections !== undefined);
+  const handshakes = results.some((r) => r?.handshakesPer10k !== undefined);
   const head = [
     "| outstanding (-q) | queries/s | avg latency (ms) | sent | lost | hop CPU ms/1k q | unbound CPU ms/1k q |",
   ];
-  if (doh) head[0] += " max upstream h2 sessions |";
+  if (conns) head[0] += " upstream connections seen |";
+  if (handshakes) head[0] += " handshakes / 10k q |";
   const cols = head[0]!.split("|").length - 2;
   const lines = [...head, `|${" --- |".repeat(cols)}`];
   for (const level of levels) {
@@ -57,7 +62,8 @@ function pathTable(path: PathResult, levels: readonly number[]): string[] {
       continue;
     }
     let row = `| ${level} | ${num(r.qps)} | ${ms(r.avgLatency)} | ${r.sent} | ${r.lost} | ${num(r.hopCpuPer1k, 1)} | ${num(r.unboundCpuPer1k, 1)} |`;
-    if (doh) row += ` ${num(r.maxSessions)} |`;
+    if (conns) row += ` ${num(r.upstreamConnections)} |`;
+    if (handshakes) row += ` ${num(r.handshakesPer10k, 1)} |`;
     lines.push(row);
   }
   return lines;

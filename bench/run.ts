@@ -1,6 +1,7 @@
-// `npm run bench`: dnsperf against five paths to one unbound (stub zone at
+// `npm run bench`: dnsperf against eight paths to one unbound (stub zone at
 // nsd), all on 127.0.0.1, at several outstanding-query levels:
-//   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH.
+//   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
+//   direct DoT, dnsdist → DoT, relay → DoT.
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
 // has -l seconds and -Q/-q limits; the whole run stays under 4 minutes.
 // Every process is stopped and every temp dir removed, also on error.
@@ -30,7 +31,16 @@ const HOSTS = 200;
 const ZONE_NAME = "bench.test.";
 /** Stop starting new dnsperf runs after this long (the whole run must stay under 4 min). */
 const BUDGET_MS = 200_000;
+const DOT_POOL_SIZE = 2;
+const DOT_MAX_IN_FLIGHT = 100;
 const RESULTS = fileURLToPath(new URL("./results.md", import.meta.url));
+
+async function relayConnectionsOpened(relay: RelayServer): Promise<number> {
+  return metricSum(
+    await fetchMetrics(relay.metricsPort),
+    "doh_relay_upstream_connections_opened_total",
+  );
+}
 
 function benchZone(): string {
   const lines = [
@@ -66,6 +76,19 @@ interface PathSpec {
   target: DnsperfTarget;
   hop?: ManagedProcess;
   relay?: RelayServer;
+  /** unbound's TCP port this path's connections go to (sampled with ss). */
+  upstreamPort?: number;
+}
+
+/** Distinct client sides of established TCP connections to `port` right now. */
+function connectionsTo(port: number): string[] {
+  const out = spawnSync("ss", ["-Htn", "state", "established", `( dport = :${port} )`], {
+    encoding: "utf8",
+  });
+  return out.stdout
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/)[2])
+    .filter((local): local is string => local !== undefined && local !== "");
 }
 
 async function main(): Promise<number> {
@@ -106,8 +129,16 @@ async function main(): Promise<number> {
       doh: true,
     });
     cleanups.push(() => unbound.stop());
-    const dnsdist = await startDnsdist({ dir, backendPort: unbound.port, probeName });
+    const dnsdist = await startDnsdist({ dir, name: "udp", backendPort: unbound.port, probeName });
     cleanups.push(() => dnsdist.proc.stop());
+    const dnsdistDot = await startDnsdist({
+      dir,
+      name: "dot",
+      backendPort: unbound.tlsPort!,
+      probeName,
+      tls: { ca: certs.caFile, subjectName: "dns.test", maxInFlight: DOT_MAX_IN_FLIGHT },
+    });
+    cleanups.push(() => dnsdistDot.proc.stop());
     const relayUdp = await startRelayProcess({
       dir,
       name: "udp",
@@ -126,6 +157,18 @@ async function main(): Promise<number> {
       probeName,
     });
     cleanups.push(() => relayDoh.proc.stop());
+    const relayDot = await startRelayProcess({
+      dir,
+      name: "dot",
+      upstream: {
+        url: `tls://127.0.0.1:${unbound.tlsPort!}`,
+        ca: certs.caFile,
+        tls_servername: "dns.test",
+        pool: { size: DOT_POOL_SIZE, max_in_flight: DOT_MAX_IN_FLIGHT },
+      },
+      probeName,
+    });
+    cleanups.push(() => relayDot.proc.stop());
     process.stdout.write(
       `bench: servers up after ${((Date.now() - started) / 1000).toFixed(1)}s\n`,
     );
@@ -168,6 +211,31 @@ async function main(): Promise<number> {
         target: { port: relayDoh.port },
         hop: relayDoh.proc,
         relay: relayDoh,
+        upstreamPort: unbound.dohPort!,
+      },
+      {
+        id: "direct-dot",
+        title: "direct DoT",
+        description: "dnsperf -m dot (one TLS connection, pipelined) → unbound's DoT listener.",
+        target: { port: unbound.tlsPort!, dot: true },
+        upstreamPort: unbound.tlsPort!,
+      },
+      {
+        id: "dnsdist-dot",
+        title: "dnsdist → DoT",
+        description: `dnsperf → dnsdist 1.7 over UDP → unbound's DoT listener (tls='openssl', certificate verified, maxInFlight=${DOT_MAX_IN_FLIGHT}).`,
+        target: { port: dnsdistDot.port },
+        hop: dnsdistDot.proc,
+        upstreamPort: unbound.tlsPort!,
+      },
+      {
+        id: "relay-dot",
+        title: "relay → DoT",
+        description: `dnsperf → relay over UDP → unbound's DoT listener over the relay's pool (size ${DOT_POOL_SIZE}, max_in_flight ${DOT_MAX_IN_FLIGHT}, certificate verified).`,
+        target: { port: relayDot.port },
+        hop: relayDot.proc,
+        relay: relayDot,
+        upstreamPort: unbound.tlsPort!,
       },
     ];
     const paths: PathResult[] = specs.map((s) => ({
@@ -209,18 +277,14 @@ async function main(): Promise<number> {
         }
         const hop0 = cpuSeconds(spec.hop?.child.pid);
         const unbound0 = cpuSeconds(unbound.pid);
-        let maxSessions: number | undefined;
+        const seen = new Set<string>();
         const sampler =
-          spec.relay && spec.id === "relay-doh"
+          spec.upstreamPort !== undefined
             ? setInterval(() => {
-                fetchMetrics(spec.relay!.metricsPort)
-                  .then((text) => {
-                    const open = metricSum(text, "doh_relay_upstream_sessions");
-                    maxSessions = Math.max(maxSessions ?? 0, open);
-                  })
-                  .catch(() => {});
-              }, 500)
+                for (const c of connectionsTo(spec.upstreamPort!)) seen.add(c);
+              }, 200)
             : undefined;
+        const opened0 = spec.relay ? await relayConnectionsOpened(spec.relay) : undefined;
         try {
           const r = await dnsperf({
             target: spec.target,
@@ -237,8 +301,15 @@ async function main(): Promise<number> {
             ...r,
             ...(spec.hop ? { hopCpuPer1k: per1k(hop0, cpuSeconds(spec.hop.child.pid)) } : {}),
             unboundCpuPer1k: per1k(unbound0, cpuSeconds(unbound.pid)),
-            ...(spec.id === "relay-doh" && maxSessions !== undefined ? { maxSessions } : {}),
           };
+          if (spec.upstreamPort !== undefined) {
+            for (const c of connectionsTo(spec.upstreamPort)) seen.add(c);
+            result.upstreamConnections = seen.size;
+          }
+          if (spec.relay && opened0 !== undefined && r.completed > 0) {
+            const opened1 = await relayConnectionsOpened(spec.relay);
+            result.handshakesPer10k = ((opened1 - opened0) * 10_000) / r.completed;
+          }
           path.levels.set(level, result);
           process.stdout.write(
             `bench: ${spec.title.padEnd(14)} -q ${String(level).padStart(2)}: ${r.qps.toFixed(0).padStart(6)} q/s, ${(r.avgLatency * 1000).toFixed(3)} ms avg, ${r.lost} lost\n`,
@@ -260,6 +331,7 @@ async function main(): Promise<number> {
     for (const [name, relay] of [
       ["relay → UDP", relayUdp],
       ["relay → DoH", relayDoh],
+      ["relay → DoT", relayDot],
     ] as const) {
       try {
         const text = await fetchMetrics(relay.metricsPort);
@@ -267,7 +339,10 @@ async function main(): Promise<number> {
           `${name}: ${metricSum(text, "doh_relay_queries_total")} queries answered, ` +
             `${metricSum(text, "doh_relay_refused_total")} refused, ` +
             `${metricSum(text, "doh_relay_dropped_total")} dropped, ` +
-            `${metricSum(text, "doh_relay_upstream_sessions")} upstream HTTP/2 sessions open now`,
+            `${metricSum(text, "doh_relay_upstream_connections_opened_total")} upstream connections opened in the whole run ` +
+            `(${metricSum(text, "doh_relay_upstream_tls_resumed_total")} TLS resumptions, ` +
+            `${metricSum(text, "doh_relay_upstream_reconnects_total")} reconnects), ` +
+            `${metricSum(text, "doh_relay_upstream_connections")} open at the end`,
         );
       } catch (error) {
         relayCounters.push(`${name}: /metrics unreadable: ${(error as Error).message}`);
@@ -287,10 +362,10 @@ async function main(): Promise<number> {
         "millisecond or less. The relay's POSTs to the same unbound do not show the stall.",
     );
     notes.push(
-      "The relay's /metrics exports only the open-session gauge (doh_relay_upstream_sessions), " +
-        "not a count of sessions opened over time (DohH2Upstream.sessionsOpened is not exported); " +
-        "the relay → DoH table shows the most sessions seen open, sampled every 0.5 s (those /metrics " +
-        "requests add a little to that relay's CPU figure).",
+      "upstream connections seen = distinct client sides of established connections to unbound's DoT or " +
+        "DoH port, sampled with ss every 0.2 s during the run, so a connection that lived less than that " +
+        "may be missed; handshakes / 10k q is exact, from the relay's own counter " +
+        "(doh_relay_upstream_connections_opened_total) before and after the run.",
     );
 
     const elapsed = (Date.now() - started) / 1000;
@@ -324,6 +399,9 @@ async function main(): Promise<number> {
         { title: "relay UDP / dnsdist UDP", numerator: "relay-udp", denominator: "dnsdist-udp" },
         { title: "dnsdist UDP / direct UDP", numerator: "dnsdist-udp", denominator: "direct-udp" },
         { title: "relay DoH / direct DoH", numerator: "relay-doh", denominator: "direct-doh" },
+        { title: "relay DoT / dnsdist DoT", numerator: "relay-dot", denominator: "dnsdist-dot" },
+        { title: "relay DoT / direct DoT", numerator: "relay-dot", denominator: "direct-dot" },
+        { title: "dnsdist DoT / direct DoT", numerator: "dnsdist-dot", denominator: "direct-dot" },
       ],
       relayCounters,
       notes,

@@ -18,22 +18,36 @@ export interface Server {
   readonly port: number;
 }
 
-/** dnsdist 1.7 forwarding UDP to `backendPort`; no console, webserver or security polling. */
+/**
+ * dnsdist 1.7 forwarding UDP to `backendPort` over UDP, or over DoT with
+ * `tls` (certificate verified against `ca`, up to `maxInFlight` queries per
+ * connection); no console, webserver or security polling.
+ */
 export async function startDnsdist(options: {
   dir: string;
+  name: string;
   backendPort: number;
   probeName: string;
+  tls?: { ca: string; subjectName: string; maxInFlight: number };
 }): Promise<Server> {
   const port = await freePort();
-  const conf = join(options.dir, "dnsdist.conf");
+  const conf = join(options.dir, `dnsdist-${options.name}.conf`);
+  const tls = options.tls
+    ? `, tls='openssl', subjectName='${options.tls.subjectName}', caStore='${options.tls.ca}', validateCertificates=true, maxInFlight=${options.tls.maxInFlight}`
+    : "";
   await writeFile(
     conf,
     `setSecurityPollSuffix('')
 setLocal('127.0.0.1:${port}')
-newServer({address='127.0.0.1:${options.backendPort}', checkName='${options.probeName}'})
+newServer({address='127.0.0.1:${options.backendPort}', checkName='${options.probeName}'${tls}})
 `,
   );
-  const proc = startProcess("dnsdist", "dnsdist", ["--supervised", "--disable-syslog", "-C", conf]);
+  const proc = startProcess(`dnsdist (${options.name})`, "dnsdist", [
+    "--supervised",
+    "--disable-syslog",
+    "-C",
+    conf,
+  ]);
   await untilReady(proc, () => waitForDns(proc, port, options.probeName));
   return { proc, port };
 }

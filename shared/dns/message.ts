@@ -244,6 +244,8 @@ export function readQuestion(msg: Uint8Array): Question {
 
 /** Whether both messages ask the same first question; false when either is malformed. */
 export function sameQuestion(a: Uint8Array, b: Uint8Array): boolean {
+  const fast = sameUncompressedQuestion(a, b);
+  if (fast !== undefined) return fast;
   try {
     const qa = readQuestionWire(a);
     const qb = readQuestionWire(b);
@@ -251,6 +253,37 @@ export function sameQuestion(a: Uint8Array, b: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The per-answer fast path: both first questions uncompressed (as they
+ * always are at offset 12), compared in place without copying names.
+ * Undefined when either needs the full walk (a pointer, a cut-short message).
+ */
+function sameUncompressedQuestion(a: Uint8Array, b: Uint8Array): boolean | undefined {
+  if (a.length < HEADER_SIZE + 5 || b.length < HEADER_SIZE + 5) return undefined;
+  if (u16(a, 4) === 0 || u16(b, 4) === 0) return undefined;
+  let pos = HEADER_SIZE;
+  for (;;) {
+    const len = a[pos];
+    const other = b[pos];
+    if (len === undefined || other === undefined || len > 63 || other > 63) return undefined;
+    if (len !== other) return false;
+    if (len === 0) break;
+    if (pos + len + 1 > a.length || pos + len + 1 > b.length) return undefined;
+    for (let i = pos + 1; i <= pos + len; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      if (x === y) continue;
+      const lower = x | 0x20;
+      if (lower !== (y | 0x20) || lower < 0x61 || lower > 0x7a) return false;
+    }
+    pos += len + 1;
+    if (pos - HEADER_SIZE > 255) return undefined;
+  }
+  pos++;
+  if (pos + 4 > a.length || pos + 4 > b.length) return undefined;
+  return u16(a, pos) === u16(b, pos) && u16(a, pos + 2) === u16(b, pos + 2);
 }
 
 export interface EdnsOption {

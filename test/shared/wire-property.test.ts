@@ -256,3 +256,35 @@ describe("generated valid messages", () => {
     );
   });
 });
+
+describe("sameQuestion against decoded names", () => {
+  const flipCase = (text: string, mask: number) =>
+    [...text].map((c, i) => ((mask >> (i % 30)) & 1 ? c.toUpperCase() : c.toLowerCase())).join("");
+
+  it("is true exactly when the names match case-insensitively and type and class match", () => {
+    fc.assert(
+      fc.property(
+        domain,
+        domain,
+        fc.integer({ min: 0, max: 2 ** 30 - 1 }),
+        fc.constantFrom(1, 28),
+        fc.constantFrom(1, 28),
+        fc.boolean(),
+        (x, y, mask, tx, ty, same) => {
+          const other = same ? flipCase(x, mask) : y;
+          const a = encodeMessage({
+            id: 1,
+            questions: [{ name: x, type: tx === 1 ? "A" : "AAAA" }],
+          });
+          const b = encodeMessage({
+            id: 2,
+            questions: [{ name: other, type: ty === 1 ? "A" : "AAAA" }],
+          });
+          const expected = x.toLowerCase() === other.toLowerCase() && tx === ty;
+          expect(sameQuestion(a, b)).toBe(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
