@@ -11,6 +11,7 @@ import {
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
+import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import type { Env } from "./env.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
 
@@ -69,8 +70,22 @@ function buildState(raw: unknown, env: Env): WorkerState {
           `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
         ),
     });
+    const servfailLog = createLogThrottle(10_000);
     const app = createDohApp({
-      resolve: async (query, { signal }) => (await resolver.resolve(query, signal)).answer,
+      resolve: async (query, { signal }) => {
+        const outcome = await resolver.resolve(query, signal);
+        if (outcome.kind === "servfail") {
+          const take = servfailLog.take();
+          if (take) {
+            const more =
+              take.suppressed > 0 ? ` (${take.suppressed} more since the last line)` : "";
+            console.warn(
+              `doh-edge SERVFAIL route=${outcome.route}: ${outcome.error.message}${more}`,
+            );
+          }
+        }
+        return outcome.answer;
+      },
       onError: (error) => console.error("doh-edge internal error:", error),
     });
     return { ok: true, resolver, app, warnings };

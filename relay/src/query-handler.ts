@@ -14,6 +14,7 @@ import {
   readRcode,
 } from "../../shared/dns/wire.ts";
 import type { Resolver } from "../../shared/resolver/create-resolver.ts";
+import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import type { ClientLimits } from "./client-limits.ts";
 import type { Logger } from "./log.ts";
 import type { RelayMetrics } from "./metrics.ts";
@@ -47,6 +48,10 @@ const RCODE_NAMES = new Map<number, string>(
   Object.entries(Rcode).map(([name, value]) => [value, name]),
 );
 
+function isServfail(answer: Uint8Array): boolean {
+  return answer.length >= 12 && (answer[3]! & 0x0f) === Rcode.SERVFAIL;
+}
+
 export function rcodeName(answer: Uint8Array): string {
   try {
     const rcode = readRcode(answer);
@@ -69,6 +74,8 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
   const { metrics, logger } = options;
   let inFlight = 0;
   let waiters: (() => void)[] = [];
+  /** SERVFAILs are logged at warn, at most one line per 10 s. */
+  const servfailLog = createLogThrottle(10_000);
 
   function allowed(address: string): boolean {
     const ip = tryParseIp(address.replace(/%.*$/, ""));
@@ -118,12 +125,18 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
       try {
         const outcome = await options.resolver().resolve(query, AbortSignal.any(signals));
         answer = outcome.answer;
-        if (outcome.kind === "servfail") {
-          logger.debug("servfail", {
-            name: nameOf(query),
-            route: outcome.route,
-            error: outcome.error,
-          });
+        if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
+          const take = servfailLog.take();
+          if (take) {
+            logger.warn("servfail", {
+              name: nameOf(query),
+              route: outcome.route,
+              ...(outcome.kind === "servfail"
+                ? { error: outcome.error }
+                : { from_upstream: outcome.upstream }),
+              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+            });
+          }
         }
       } catch (error) {
         logger.warn("resolve failed", { name: nameOf(query), error });

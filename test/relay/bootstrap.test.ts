@@ -3,7 +3,7 @@
 // bootstrap query only, and a relay reaching a DoT upstream by name.
 
 import { createSocket } from "node:dgram";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
 import { createBootstrap, withClientSubnet } from "../../relay/src/transports/bootstrap.ts";
@@ -50,6 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await unbound?.stop();
   await Promise.all([nsd?.stop(), data?.stop()]);
+  if (certs) await rm(certs.dir, { recursive: true, force: true });
 });
 
 describe("bootstrap resolution", () => {

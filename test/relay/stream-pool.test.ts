@@ -3,7 +3,7 @@
 // not produce (a stalled handshake, a delayed answer).
 
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([unbound?.stop(), delay?.stop()]);
   await nsd?.stop();
+  if (certs) await rm(certs.dir, { recursive: true, force: true });
 });
 
 function dotPool(overrides: Partial<StreamPoolOptions> = {}) {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
+import { WRANGLER_ENV } from "../../scripts/stack.ts";
 import { portOf, startTestRelay, ZONE } from "../relay/relay-harness.ts";
 import { freePort, type RunningServer, startNsd } from "../support/dns-servers.ts";
 import { type DohTestServer, startDohTestServer } from "../support/doh-test-server.ts";
@@ -34,7 +35,7 @@ beforeAll(async () => {
       "--outdir",
       outdir,
     ],
-    { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
+    { cwd: root, env: { ...process.env, ...WRANGLER_ENV, CI: "true" } },
   );
   nsd = await startNsd({ zones: { "relay.test.": ZONE } });
   doh = await startDohTestServer({ a: nsd.port });
@@ -57,7 +58,7 @@ beforeAll(async () => {
       `DOH_CONFIG:${JSON.stringify(config)}`,
       "--show-interactive-dev-session=false",
     ],
-    { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
+    { cwd: root, env: { ...process.env, ...WRANGLER_ENV, CI: "true" } },
   );
   let output = "";
   await new Promise<void>((resolve, reject) => {
