@@ -5,6 +5,8 @@
 import { execFile } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -12,10 +14,15 @@ import {
   type StreamPoolOptions,
 } from "../../relay/src/transports/stream-pool.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
+import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { readHeader, readId, readQuestion } from "../../shared/dns/wire.ts";
 import { UpstreamError } from "../../shared/engine/errors.ts";
-import { type DelayDnsServer, startDelayDnsServer } from "../support/delay-dns-server.ts";
+import {
+  type DelayDnsServer,
+  delayAnswer,
+  startDelayDnsServer,
+} from "../support/delay-dns-server.ts";
 import {
   createTestCertificates,
   freePort,
@@ -314,6 +321,80 @@ describe("DoT pool under server faults", () => {
       expect(pool.poolStats().opened).toBe(1);
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe("DoT pool with a client certificate", () => {
+  it("presents cert/key to a server that requires one, and fails without them", async () => {
+    const f = (name: string) => join(certs.dir, name);
+    await run("openssl", [
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      f("client.key"),
+      "-out",
+      f("client.csr"),
+      "-subj",
+      "/CN=relay client",
+    ]);
+    await run("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      f("client.csr"),
+      "-CA",
+      certs.caFile,
+      "-CAkey",
+      f("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      f("client.pem"),
+      "-days",
+      "1",
+    ]);
+    const [serverCert, serverKey, clientCert, clientKey] = await Promise.all(
+      ["server.pem", "server.key", "client.pem", "client.key"].map((n) => readFile(f(n), "utf8")),
+    );
+    let verifiedPeer = "";
+    const server = createTlsServer(
+      { cert: serverCert, key: serverKey, ca, requestCert: true, rejectUnauthorized: true },
+      (socket) => {
+        verifiedPeer = String(socket.getPeerCertificate().subject?.CN ?? "");
+        socket.on("error", () => socket.destroy());
+        const reader = createFrameReader();
+        socket.on("data", (chunk: Buffer) => {
+          for (const query of reader.push(new Uint8Array(chunk))) {
+            const reply = delayAnswer(query);
+            if (reply) socket.write(frameMessage(reply.answer));
+          }
+        });
+      },
+    );
+    server.on("tlsClientError", () => {});
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    const withCert = dotPool({
+      port,
+      tls: { servername: "dns.test", ca, cert: clientCert, key: clientKey },
+    });
+    const withoutCert = dotPool({ port });
+    try {
+      const answer = await withCert.query(buildQuery("9.mtls.test", 1), AbortSignal.timeout(3000));
+      expect(address(answer)).toBe("127.0.0.9");
+      expect(verifiedPeer).toBe("relay client");
+      const error = await withoutCert
+        .query(buildQuery("9.mtls.test", 1), AbortSignal.timeout(3000))
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect(["tls", "read"]).toContain((error as UpstreamError).code);
+    } finally {
+      await Promise.all([withCert.close(), withoutCert.close()]);
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
