@@ -70,6 +70,9 @@ function nameOf(query: Uint8Array): string | undefined {
   }
 }
 
+/** Bound of the per-address ACL verdict cache (cleared when full). */
+const MAX_CACHED_VERDICTS = 4096;
+
 export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
   const { metrics, logger } = options;
   let inFlight = 0;
@@ -77,11 +80,23 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
   /** SERVFAILs are logged at warn, at most one line per 10 s. */
   const servfailLog = createLogThrottle(10_000);
 
+  // Verdicts per source address, for the current allow list (reload swaps it).
+  let verdicts = new Map<string, boolean>();
+  let verdictsFor: readonly Cidr[] | undefined;
+
   function allowed(address: string): boolean {
+    const allow = options.allow();
+    if (allow !== verdictsFor) {
+      verdicts = new Map();
+      verdictsFor = allow;
+    }
+    const known = verdicts.get(address);
+    if (known !== undefined) return known;
     const ip = tryParseIp(address.replace(/%.*$/, ""));
-    if (!ip) return false;
-    const client = normalizeIp(ip);
-    return options.allow().some((cidr) => cidrContains(cidr, client));
+    const verdict = ip !== undefined && allow.some((cidr) => cidrContains(cidr, normalizeIp(ip)));
+    if (verdicts.size >= MAX_CACHED_VERDICTS) verdicts.clear();
+    verdicts.set(address, verdict);
+    return verdict;
   }
 
   function refuse(query: Uint8Array, client: ClientInfo, reason: string, started: number) {
@@ -120,10 +135,12 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
 
       inFlight++;
       metrics.inFlight(1);
-      const signals = [options.shutdown, ...(client.signal ? [client.signal] : [])];
+      const signal = client.signal
+        ? AbortSignal.any([options.shutdown, client.signal])
+        : options.shutdown;
       let answer: Uint8Array;
       try {
-        const outcome = await options.resolver().resolve(query, AbortSignal.any(signals));
+        const outcome = await options.resolver().resolve(query, signal);
         answer = outcome.answer;
         if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
           const take = servfailLog.take();
