@@ -36,7 +36,7 @@ export interface ReportInput {
 const ms = (s: number) => (s * 1000).toFixed(3);
 const num = (n: number | undefined, digits = 0) => (n === undefined ? "–" : n.toFixed(digits));
 
-function ok(r: LevelResult | { error: string } | undefined): LevelResult | undefined {
+export function ok(r: LevelResult | { error: string } | undefined): LevelResult | undefined {
   return r && !("error" in r) ? r : undefined;
 }
 
@@ -130,6 +130,12 @@ export function renderReport(input: ReportInput): string {
     ...ratioTable(input),
     "",
     ...plot(input),
+    "",
+    "Charts: [queries/s by outstanding queries](qps.svg), [average latency by path](latency.svg).",
+    "",
+    "![queries/s by outstanding queries](qps.svg)",
+    "",
+    "![average latency by path](latency.svg)",
     "",
     "## Paths",
     "",

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestCertificates, startNsd, startUnbound } from "../test/support/dns-servers.ts";
 import type { ManagedProcess } from "../test/support/processes.ts";
+import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
@@ -34,6 +35,8 @@ const BUDGET_MS = 200_000;
 const DOT_POOL_SIZE = 2;
 const DOT_MAX_IN_FLIGHT = 100;
 const RESULTS = fileURLToPath(new URL("./results.md", import.meta.url));
+const QPS_CHART = fileURLToPath(new URL("./qps.svg", import.meta.url));
+const LATENCY_CHART = fileURLToPath(new URL("./latency.svg", import.meta.url));
 
 async function relayConnectionsOpened(relay: RelayServer): Promise<number> {
   return metricSum(
@@ -407,6 +410,8 @@ async function main(): Promise<number> {
       notes,
     });
     await writeFile(RESULTS, report);
+    await writeFile(QPS_CHART, qpsChart(paths, LEVELS));
+    await writeFile(LATENCY_CHART, latencyChart(paths, LEVELS));
     process.stdout.write(
       `\n${report.slice(report.indexOf("## Ratios"), report.indexOf("## Paths"))}`,
     );
