@@ -8,6 +8,7 @@ import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
 import { startDohListener } from "./listeners/doh.ts";
+import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
@@ -129,6 +130,17 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
     }
     if (listen.doh) {
       listeners.push(await startDohListener({ config: listen.doh, handler, metrics, logger }));
+    }
+    if (listen.origin) {
+      listeners.push(
+        await startOriginListener({
+          config: listen.origin,
+          transports: () => core.transports,
+          token: readOriginToken(listen.origin),
+          metrics,
+          logger,
+        }),
+      );
     }
     if (listen.metrics) {
       ops = await startOpsServer(listen.metrics.addr, {

@@ -2,9 +2,14 @@
 // instances serving the same zones with different data (so a test can see
 // which upstream answered), unbound in front of one of them (plain and DoT,
 // with a certificate from the system-trusted test CA), and the suite's own
-// HTTP/1.1 DoH server in front of both.
+// HTTP/1.1 DoH server in front of both, and the relay itself (a child
+// process) with only its origin endpoint, for `via` upstreams.
 
-import { rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import {
   createTestCertificates,
@@ -14,6 +19,50 @@ import {
   startUnbound,
 } from "../support/dns-servers.ts";
 import { startDohTestServer } from "../support/doh-test-server.ts";
+import { startProcess, untilReady, waitForTcp } from "../support/processes.ts";
+
+const RELAY_BIN = fileURLToPath(new URL("../../relay/bin/doh-relay.mjs", import.meta.url));
+
+/**
+ * `doh-relay` with only listen.origin on a free loopback port, RELAY_TOKEN in
+ * its environment, and the given upstreams (name → URL).
+ */
+async function startRelayProcess(
+  token: string,
+  upstreams: Record<string, string>,
+): Promise<RunningServer> {
+  const dir = await mkdtemp(join(tmpdir(), "doh-edge-relay-"));
+  const port = await freePort();
+  const config = join(dir, "relay.yaml");
+  await writeFile(
+    config,
+    `listen:
+  origin: { addr: "127.0.0.1:${port}", token_env: RELAY_TOKEN }
+upstreams:
+${Object.entries(upstreams)
+  .map(([name, url]) => `  - { name: ${name}, url: "${url}" }\n`)
+  .join("")}log: { level: warn }
+`,
+  );
+  // env(1) execs node, so SIGTERM reaches the relay itself.
+  const proc = startProcess("doh-relay", "env", [
+    `RELAY_TOKEN=${token}`,
+    process.execPath,
+    RELAY_BIN,
+    "--config",
+    config,
+  ]);
+  const removeDir = () => rm(dir, { recursive: true, force: true });
+  await untilReady(proc, () => waitForTcp(proc, port), removeDir);
+  return {
+    port,
+    pid: proc.child.pid,
+    async stop() {
+      await proc.stop();
+      await removeDir();
+    },
+  };
+}
 
 const zone = (origin: string, body: string) => `$ORIGIN ${origin}
 $TTL 300
@@ -54,6 +103,15 @@ export default async function setup(project: TestProject) {
     project.provide("dohPort", doh.port);
     project.provide("unboundTlsPort", unbound.tlsPort!);
     project.provide("closedPort", await freePort());
+    const relayToken = randomBytes(18).toString("base64url");
+    const relay = await startRelayProcess(relayToken, {
+      "lan-udp": `udp://127.0.0.1:${unbound.port}`,
+      "lan-tcp": `tcp://127.0.0.1:${unbound.port}`,
+      "lan-down": `tcp://127.0.0.1:${await freePort()}`,
+    });
+    started.push(relay);
+    project.provide("relayOriginPort", relay.port);
+    project.provide("relayToken", relayToken);
     return async () => {
       for (const s of started.reverse()) await s.stop();
       await rm(certs.dir, { recursive: true, force: true });

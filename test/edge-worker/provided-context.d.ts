@@ -6,5 +6,9 @@ declare module "vitest" {
     dohPort: number;
     unboundTlsPort: number;
     closedPort: number;
+    /** The relay's origin endpoint (HTTP/1.1 and h2c on 127.0.0.1). */
+    relayOriginPort: number;
+    /** Its bearer token (the worker's RELAY_TOKEN secret). */
+    relayToken: string;
   }
 }

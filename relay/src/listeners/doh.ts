@@ -1,19 +1,16 @@
 // The DoH listener: serves the shared Hono DoH app (RFC 8484 + JSON API)
-// through Node — HTTP/2 with HTTP/1.1 fallback over TLS when cert/key are
-// set, plain HTTP/1.1 otherwise. A small adapter turns Node's request into a
+// through Node's HTTP server (see http-front.ts: HTTP/2 with HTTP/1.1 fallback
+// over TLS, plain HTTP/1.1 and h2c otherwise). A small adapter turns Node's request into a
 // web Request (its signal aborts when the client goes away) and writes the
 // web Response back.
 
-import { readFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
-import type { Socket } from "node:net";
+import type { ServerResponse } from "node:http";
 import type { DohListenerConfig } from "../../../shared/config/schema.ts";
 import { createDohApp } from "../../../shared/doh/doh-app.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueryHandler } from "../query-handler.ts";
-import { listenOn } from "./bind.ts";
+import { type FrontRequest, type FrontResponse, startHttpFront } from "./http-front.ts";
 import { createPending } from "./pending.ts";
 import type { Listener } from "./udp.ts";
 
@@ -22,7 +19,7 @@ const CLIENT_HEADER = "x-doh-relay-client";
 
 /** Node request → web Request; the client's address goes in a header only we set. */
 async function toRequest(
-  req: IncomingMessage | Http2ServerRequest,
+  req: FrontRequest,
   secure: boolean,
   path: string,
   signal: AbortSignal,
@@ -53,10 +50,7 @@ async function toRequest(
   return new Request(url, init);
 }
 
-async function writeResponse(
-  res: ServerResponse | Http2ServerResponse,
-  response: Response,
-): Promise<void> {
+async function writeResponse(res: FrontResponse, response: Response): Promise<void> {
   const headers: Record<string, string> = {};
   response.headers.forEach((value, key) => {
     headers[key] = value;
@@ -88,13 +82,9 @@ export async function startDohListener(options: {
     onError: (error) => logger.warn("doh request failed", { error }),
   });
   const secure = config.cert !== undefined && config.key !== undefined;
-  const sockets = new Set<Socket>();
   const pending = createPending();
 
-  const onRequest = async (
-    req: IncomingMessage | Http2ServerRequest,
-    res: ServerResponse | Http2ServerResponse,
-  ) => {
+  const onRequest = async (req: FrontRequest, res: FrontResponse) => {
     const controller = new AbortController();
     res.on("close", () => controller.abort(new Error("client went away")));
     pending.add();
@@ -113,39 +103,17 @@ export async function startDohListener(options: {
     }
   };
 
-  const server = secure
-    ? createSecureServer(
-        {
-          allowHTTP1: true,
-          cert: readFileSync(config.cert as string),
-          key: readFileSync(config.key as string),
-        },
-        (req, res) => void onRequest(req, res),
-      )
-    : createServer((req, res) => void onRequest(req, res));
-  server.on("connection", (socket: Socket) => {
-    sockets.add(socket);
-    metrics.connection("doh", 1);
-    socket.on("close", () => {
-      sockets.delete(socket);
-      metrics.connection("doh", -1);
-    });
-  });
-  server.on("error", (error) => logger.error("doh listener error", { error }));
-  const bound = await listenOn(server, config.addr, config.reuse_port);
+  const front = await startHttpFront({ name: "doh", config, onRequest, metrics, logger });
   return {
     name: "doh",
-    address: bound.address,
-    port: bound.port,
+    address: front.address,
+    port: front.port,
     stop() {
-      server.close();
+      front.stop();
     },
     async close() {
       await pending.idle();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      await front.close();
     },
   };
 }
