@@ -249,7 +249,9 @@ describe("DoT pool under server faults", () => {
         }
       })();
       const slow = Array.from({ length: 10 }, (_, k) =>
-        pool.query(buildQuery(`400.s${k}.t.test`, 1), AbortSignal.timeout(8000)).then(address),
+        pool
+          .query(buildQuery(`400.s${k}.t.test`, 1), AbortSignal.timeout(8000))
+          .then(address, (e: UpstreamError) => `error:${e.code}`),
       );
       await new Promise((resolve) => setTimeout(resolve, 100));
       const sentBeforeStop = results.length;

@@ -16,7 +16,7 @@ import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
-import { readId, sameQuestion, withId } from "../../../shared/dns/wire.ts";
+import { readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
@@ -51,7 +51,6 @@ export interface StreamPoolOptions {
 }
 
 interface Pending {
-  query: Uint8Array;
   resolve(answer: Uint8Array): void;
   reject(error: UpstreamError): void;
 }
@@ -70,6 +69,14 @@ interface Connection {
 }
 
 const TLS_ERROR = /certificate|cert_|self.signed|ssl|tls|handshake|verify/i;
+const NETWORK_ERRORS = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
 
 export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
   const { name, size, maxInFlight } = options;
@@ -183,7 +190,11 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
           kill(conn, new UpstreamError("read", name, undefined, { cause: error }));
           return;
         }
-        const code = stage === "tls" || TLS_ERROR.test(String(error)) ? "tls" : "connect";
+        // A reset or refusal is the network's doing even mid-handshake (a
+        // server going down); certificate and protocol failures are TLS's.
+        const network = NETWORK_ERRORS.has((error as NodeJS.ErrnoException).code ?? "");
+        const code =
+          !network && (stage === "tls" || TLS_ERROR.test(String(error))) ? "tls" : "connect";
         fail(new UpstreamError(code, name, undefined, { cause: error }));
       });
       socket.on("close", () => {
@@ -213,9 +224,9 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
         }
         const id = readId(answer);
         const p = conn.pending.get(id);
-        // A late answer to an abandoned query, or one to another question: not ours.
-        if (!p || !sameQuestion(p.query, answer)) continue;
+        if (!p) continue; // a late answer to an abandoned query
         conn.pending.delete(id);
+        // The caller checks the answer (question, format) and classifies a bad one.
         p.resolve(answer);
       }
     });
@@ -312,7 +323,6 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
       };
       signal.addEventListener("abort", onAbort, { once: true });
       conn.pending.set(id, {
-        query: wire,
         resolve(answer) {
           signal.removeEventListener("abort", onAbort);
           resolve(answer);
