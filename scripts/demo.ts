@@ -12,7 +12,12 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestCertificates, startNsd, startUnbound } from "../test/support/dns-servers.ts";
+import {
+  createTestCertificates,
+  startNsd,
+  startUnbound,
+  type TestCertificates,
+} from "../test/support/dns-servers.ts";
 import { startZoneServer, type ZoneRecord } from "./demo-zone.ts";
 import { type Component, relayComponent, runStack, workerComponent } from "./stack.ts";
 
@@ -51,9 +56,8 @@ interface Origin {
   stop(): Promise<void>;
 }
 
-async function startOrigin(): Promise<Origin> {
+async function startOrigin(certs: TestCertificates): Promise<Origin> {
   if (installed("nsd") && installed("unbound")) {
-    const certs = await createTestCertificates();
     const nsd = await startNsd({ zones: { [DEMO_ZONE_NAME]: zoneFile() } });
     const unbound = await startUnbound({ stubs: { [DEMO_ZONE_NAME]: nsd.port }, tls: certs });
     return {
@@ -67,7 +71,6 @@ async function startOrigin(): Promise<Origin> {
       async stop() {
         await unbound.stop();
         await nsd.stop();
-        await rm(certs.dir, { recursive: true, force: true });
       },
     };
   }
@@ -81,8 +84,13 @@ async function startOrigin(): Promise<Origin> {
 
 export async function runDemo(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-demo-"));
-  const origin = await startOrigin().catch(async (error) => {
+  const certs = await createTestCertificates();
+  const cleanup = async () => {
     await rm(dir, { recursive: true, force: true });
+    await rm(certs.dir, { recursive: true, force: true });
+  };
+  const origin = await startOrigin(certs).catch(async (error) => {
+    await cleanup();
     throw error;
   });
   const token = randomBytes(24).toString("base64url");
@@ -92,6 +100,7 @@ export async function runDemo(): Promise<void> {
       tcp: "127.0.0.1:5353",
       metrics: "127.0.0.1:9153",
       origin: { addr: "127.0.0.1:8853", token_env: "DEMO_RELAY_TOKEN" },
+      doh: { addr: "127.0.0.1:8443", cert: certs.certFile, key: certs.keyFile },
     },
     upstreams: [{ name: "worker", url: "http://127.0.0.1:8787/dns-query" }, origin.upstream],
     routes: [{ zones: ["."], upstreams: ["worker"], timeout: "5s" }],
@@ -121,10 +130,14 @@ export async function runDemo(): Promise<void> {
   };
   const relay: Component = {
     ...relayComponent(relayFile, { DEMO_RELAY_TOKEN: token }),
-    banner: `DNS on 127.0.0.1:5353 — try: dig @127.0.0.1 -p 5353 www.demo.test (origin: ${origin.description})`,
+    banner: [
+      "DNS on 127.0.0.1:5353 — try: dig @127.0.0.1 -p 5353 www.demo.test",
+      `DoH on https://127.0.0.1:8443/dns-query — try: kdig @127.0.0.1 -p 8443 +https +tls-ca=${certs.caFile} +tls-hostname=dns.test www.demo.test`,
+      `origin: ${origin.description}`,
+    ].join("\n       | "),
   };
   await runStack([worker, relay], async () => {
     await origin.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
   });
 }

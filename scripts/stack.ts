@@ -56,27 +56,31 @@ export function renderLogLine(line: string): string {
 export async function runStack(components: Component[], onStop?: () => Promise<void>) {
   const children: ChildProcess[] = [];
   let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
+  let stopped: Promise<void> | undefined;
+  // One stop, however many signals arrive (Ctrl-C reaches the children too).
+  const stop = () => {
     stopping = true;
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            const timer = setTimeout(() => child.kill("SIGKILL"), 8000);
-            child.once("exit", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            child.kill("SIGTERM");
-          }),
-      ),
-    );
-    await onStop?.();
+    stopped ??= (async () => {
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              const timer = setTimeout(() => child.kill("SIGKILL"), 8000);
+              child.once("exit", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              child.kill("SIGTERM");
+            }),
+        ),
+      );
+      await onStop?.();
+    })();
+    return stopped;
   };
   const onSignal = () => {
-    process.stdout.write("\nstopping…\n");
+    if (!stopping) process.stdout.write("\nstopping…\n");
     void stop().then(() => process.exit(0));
   };
   process.on("SIGINT", onSignal);

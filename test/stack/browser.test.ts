@@ -5,29 +5,18 @@
 // machine) with a private /etc/chromium for the policy file. See
 // browser-driver.ts for the setup.
 
-import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { runInNetns } from "./netns.ts";
 
-const run = promisify(execFile);
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const driver = fileURLToPath(new URL("./browser-driver.ts", import.meta.url));
 
 describe("Chromium with the relay as its DoH resolver", () => {
   it("loads a page by a name only the test zone knows, and the lookup shows in /metrics", async () => {
-    const script = [
-      "set -e",
-      "ip link set lo up",
-      "mkdir -p /etc/chromium",
-      "mount -t tmpfs tmpfs /etc/chromium",
-      `exec "${process.execPath}" "${driver}"`,
-    ].join("\n");
-    const { stdout } = await run("unshare", ["--net", "--mount", "--", "bash", "-c", script], {
-      cwd: root,
-      timeout: 100_000,
-      maxBuffer: 8 * 1024 * 1024,
-    });
+    const stdout = await runInNetns(
+      `set -e\nmkdir -p /etc/chromium\nmount -t tmpfs tmpfs /etc/chromium\nexec "${process.execPath}" "${driver}"`,
+      { mount: true, timeoutMs: 100_000 },
+    );
     const result = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as {
       dom: string;
       doh: string[];
