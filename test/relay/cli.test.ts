@@ -233,4 +233,85 @@ describe("doh-relay daemon", () => {
     daemon.child.kill("SIGTERM");
     expect(await daemon.exited).toBe(0);
   });
+
+  it("answers every query of a steady load across three SIGHUP reloads", async () => {
+    const port = await freePort();
+    const path = await configFile(
+      "hup-load.yaml",
+      relayYaml(port, `udp://127.0.0.1:${delay.port}`),
+    );
+    const daemon = startDaemon(["--config", path]);
+    daemons.push(daemon);
+    await daemon.waitFor("relay started");
+    const results: Promise<boolean>[] = [];
+    const load = (async () => {
+      for (let i = 0; i < 600; i++) {
+        const id = i;
+        results.push(
+          udpFrom("127.0.0.1", port, buildQuery(`30.l${i}.test`, 1, { id }), 4000).then(
+            (a) => a !== undefined && readId(a) === id && readRcode(a) === Rcode.NOERROR,
+          ),
+        );
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    for (const timeout of ["2s", "4s", "3s"]) {
+      await new Promise((r) => setTimeout(r, 300));
+      await writeFile(
+        path,
+        relayYaml(port, `udp://127.0.0.1:${delay.port}`).replace(
+          "timeout: 3s",
+          `timeout: ${timeout}`,
+        ),
+      );
+      const reloads = daemon.log().split("config reloaded").length;
+      daemon.child.kill("SIGHUP");
+      while (daemon.log().split("config reloaded").length === reloads) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    await load;
+    const ok = await Promise.all(results);
+    expect(ok.filter((x) => !x)).toHaveLength(0);
+    expect(ok).toHaveLength(600);
+    daemon.child.kill("SIGTERM");
+    expect(await daemon.exited).toBe(0);
+  });
+
+  it("answers every query it read before SIGTERM under load, then exits 0", async () => {
+    const port = await freePort();
+    const path = await configFile(
+      "term-load.yaml",
+      relayYaml(port, `udp://127.0.0.1:${delay.port}`),
+    );
+    const daemon = startDaemon(["--config", path]);
+    daemons.push(daemon);
+    await daemon.waitFor("relay started");
+    const sent: { at: number; answered: Promise<boolean> }[] = [];
+    let signalAt = Number.POSITIVE_INFINITY;
+    const load = (async () => {
+      for (let i = 0; i < 400 && performance.now() < signalAt + 200; i++) {
+        const id = i;
+        sent.push({
+          at: performance.now(),
+          // 150 ms upstream delay: dozens are in flight when the signal comes.
+          answered: udpFrom("127.0.0.1", port, buildQuery(`150.t${i}.test`, 1, { id }), 1500).then(
+            (a) => a !== undefined && readId(a) === id && readRcode(a) === Rcode.NOERROR,
+          ),
+        });
+        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 400));
+    signalAt = performance.now();
+    daemon.child.kill("SIGTERM");
+    await load;
+    const outcomes = await Promise.all(sent.map((s) => s.answered));
+    // Datagrams still in the socket buffer at the signal were never read; give them 50 ms.
+    const before = sent.flatMap((s, i) => (s.at < signalAt - 50 ? [outcomes[i]] : []));
+    expect(before.length).toBeGreaterThan(50);
+    expect(before.filter((x) => !x)).toHaveLength(0);
+    expect(await daemon.exited).toBe(0);
+    expect(daemon.log()).toContain('"drained":true');
+  });
 });
