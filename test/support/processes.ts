@@ -14,8 +14,16 @@ export interface ManagedProcess {
   stop(): Promise<void>;
 }
 
-export function startProcess(name: string, command: string, args: string[]): ManagedProcess {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  env?: Record<string, string>,
+): ManagedProcess {
+  const child = spawn(command, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   let output = "";
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-20_000);
