@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { readQuestion } from "../../shared/dns/wire.ts";
@@ -89,5 +90,74 @@ describe("RFC 8484 request reading", () => {
     expect(readJsonQuery(new URL(`${base}?name=a.b&type=NOPE`))).toMatchObject({ status: 400 });
     expect(readJsonQuery(new URL(`${base}?name=a..b`))).toMatchObject({ status: 400 });
     expect(readJsonQuery(new URL(`${base}?type=A`))).toMatchObject({ status: 400 });
+  });
+});
+
+describe("readDohRequest under arbitrary input", () => {
+  const text = fc.string({ maxLength: 300 });
+  const bytes = fc.uint8Array({ maxLength: 700 });
+  const statuses = [400, 405, 413, 415];
+  const settles = (result: Awaited<ReturnType<typeof readDohRequest>>) => {
+    if (result.ok) expect(result.value.query.length).toBeGreaterThanOrEqual(12);
+    else expect(statuses).toContain(result.status);
+  };
+
+  it("GET with any query string: a query or a 4xx, never a throw", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        text,
+        text,
+        text,
+        fc.constantFrom("dns", "name", "type", "do", "cd", "x"),
+        async (a, b, c, key) => {
+          const url = new URL("https://doh.test/dns-query");
+          url.searchParams.set(key, a);
+          url.searchParams.set("type", b);
+          url.searchParams.set("name", c);
+          settles(await readDohRequest(new Request(url, { headers: { accept: b } })));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("POST with any body and content type: a query or a 4xx, never a throw", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        bytes,
+        fc.constantFrom(
+          "application/dns-message",
+          "application/DNS-message; x=1",
+          "text/plain",
+          "",
+        ),
+        async (body, type) => {
+          settles(
+            await readDohRequest(
+              new Request("https://doh.test/dns-query", {
+                method: "POST",
+                body,
+                headers: { "content-type": type },
+              }),
+            ),
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("any method: a query or a 4xx", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("PUT", "DELETE", "PATCH", "OPTIONS", "GET", "HEAD"),
+        async (method) => {
+          settles(
+            await readDohRequest(new Request("https://doh.test/dns-query?dns=AAAB", { method })),
+          );
+        },
+      ),
+      { numRuns: 30 },
+    );
   });
 });
