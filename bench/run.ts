@@ -83,18 +83,52 @@ interface PathSpec {
   upstreamPort?: number;
 }
 
-/** Distinct client sides of established TCP connections to `port` right now. */
-function connectionsTo(port: number): string[] {
-  const out = spawnSync("ss", ["-Htn", "state", "established", `( dport = :${port} )`], {
+/**
+ * Client sides of established TCP connections to `port` right now, owned by
+ * the process with `pid` (or, without one, by a process named `command`):
+ * other paths keep their own connections to the same port open.
+ */
+function connectionsTo(port: number, owner: { pid?: number; command?: string }): string[] {
+  const out = spawnSync("ss", ["-Htnp", "state", "established", `( dport = :${port} )`], {
     encoding: "utf8",
   });
+  const mine = (line: string) =>
+    owner.pid !== undefined
+      ? line.includes(`pid=${owner.pid},`)
+      : line.includes(`(("${owner.command}"`);
   return out.stdout
     .split("\n")
+    .filter(mine)
     .map((line) => line.trim().split(/\s+/)[2])
     .filter((local): local is string => local !== undefined && local !== "");
 }
 
+/** The Debian packages behind the commands the bench runs. */
+const NEEDS: Record<string, string> = {
+  nsd: "nsd",
+  unbound: "unbound",
+  dnsdist: "dnsdist",
+  dnsperf: "dnsperf",
+  openssl: "openssl",
+  ss: "iproute2",
+};
+
+/** Commands the bench needs that are not installed. */
+function missingTools(): string[] {
+  return Object.keys(NEEDS).filter(
+    (command) => spawnSync("sh", ["-c", `command -v ${command}`]).status !== 0,
+  );
+}
+
 async function main(): Promise<number> {
+  const missing = missingTools();
+  if (missing.length > 0) {
+    process.stderr.write(
+      `bench: needs ${missing.join(", ")}; it installs nothing itself. On Debian:\n` +
+        `  sudo apt-get install -y ${[...new Set(missing.map((m) => NEEDS[m]))].join(" ")}\n`,
+    );
+    return 2;
+  }
   const started = Date.now();
   const startedAt = new Date().toISOString();
   const load0 = loadavg();
@@ -281,10 +315,12 @@ async function main(): Promise<number> {
         const hop0 = cpuSeconds(spec.hop?.child.pid);
         const unbound0 = cpuSeconds(unbound.pid);
         const seen = new Set<string>();
+        const owner =
+          spec.hop?.child.pid !== undefined ? { pid: spec.hop.child.pid } : { command: "dnsperf" };
         const sampler =
           spec.upstreamPort !== undefined
             ? setInterval(() => {
-                for (const c of connectionsTo(spec.upstreamPort!)) seen.add(c);
+                for (const c of connectionsTo(spec.upstreamPort!, owner)) seen.add(c);
               }, 200)
             : undefined;
         const opened0 = spec.relay ? await relayConnectionsOpened(spec.relay) : undefined;
@@ -306,7 +342,7 @@ async function main(): Promise<number> {
             unboundCpuPer1k: per1k(unbound0, cpuSeconds(unbound.pid)),
           };
           if (spec.upstreamPort !== undefined) {
-            for (const c of connectionsTo(spec.upstreamPort)) seen.add(c);
+            for (const c of connectionsTo(spec.upstreamPort, owner)) seen.add(c);
             result.upstreamConnections = seen.size;
           }
           if (spec.relay && opened0 !== undefined && r.completed > 0) {
@@ -366,9 +402,12 @@ async function main(): Promise<number> {
     );
     notes.push(
       "upstream connections seen = distinct client sides of established connections to unbound's DoT or " +
-        "DoH port, sampled with ss every 0.2 s during the run, so a connection that lived less than that " +
-        "may be missed; handshakes / 10k q is exact, from the relay's own counter " +
-        "(doh_relay_upstream_connections_opened_total) before and after the run.",
+        "DoH port owned by that path's process (the relay, dnsdist, or dnsperf for the direct paths), sampled " +
+        "with ss every 0.2 s during the run, so a connection that lived less than that may be missed; " +
+        "handshakes / 10k q is exact, from the relay's own counter " +
+        "(doh_relay_upstream_connections_opened_total) before and after the run. The relay closes pooled " +
+        "connections idle for 8 s (pool.idle_timeout), which the other paths' runs between two of its own " +
+        "exceed, so each of its runs starts with fresh, resumed TLS sessions.",
     );
 
     const elapsed = (Date.now() - started) / 1000;
