@@ -35,6 +35,7 @@ function decades(min: number, max: number): number[] {
 function frame(title: string, yLabel: string, body: string[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<title>${xml(title)}</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${xml(title)}</text>`,
     `<text transform="translate(16 ${H / 2}) rotate(-90)" text-anchor="middle">${xml(yLabel)}</text>`,

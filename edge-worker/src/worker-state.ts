@@ -10,6 +10,7 @@ import {
   WORKER_MAX_CONNECTIONS,
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
+import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import type { Env } from "./env.ts";
@@ -60,16 +61,19 @@ function buildState(raw: unknown, env: Env): WorkerState {
   }
   try {
     const { config, warnings } = parseWorkerConfig(input);
-    const resolver = createResolver({
-      upstreams: config.upstreams,
-      routes: config.routes,
-      transports: buildTransports(config, env),
-      maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
-      onAttemptError: (e) =>
-        console.warn(
-          `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
-        ),
-    });
+    const resolver = createCachedResolver(
+      createResolver({
+        upstreams: config.upstreams,
+        routes: config.routes,
+        transports: buildTransports(config, env),
+        maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
+        onAttemptError: (e) =>
+          console.warn(
+            `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
+          ),
+      }),
+      config.cache,
+    );
     const servfailLog = createLogThrottle(10_000);
     const app = createDohApp({
       resolve: async (query, { signal }) => {

@@ -4,6 +4,7 @@
 
 import type { UpstreamCounterSnapshot } from "../../shared/engine/counters.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
+import type { CachedResolverStats } from "../../shared/resolver/cached-resolver.ts";
 import { isPooled, type PoolStats } from "./transports/pool-stats.ts";
 
 const BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -179,6 +180,35 @@ export function renderPoolStats(transports: ReadonlyMap<string, Upstream>): stri
     out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`);
     for (const [name, stats] of pools)
       out.push(`${family}${labels({ upstream: name })} ${stats[key]}`);
+  }
+  return `${out.join("\n")}\n`;
+}
+
+const CACHE_FAMILIES: [keyof CachedResolverStats, string, "gauge" | "counter", string][] = [
+  ["hits", "doh_relay_cache_hits_total", "counter", "Queries answered from the cache."],
+  ["misses", "doh_relay_cache_misses_total", "counter", "Queries not in the cache (or expired)."],
+  [
+    "stale",
+    "doh_relay_cache_stale_total",
+    "counter",
+    "Stale answers served when upstreams failed.",
+  ],
+  ["evictions", "doh_relay_cache_evictions_total", "counter", "Entries evicted to stay in bounds."],
+  [
+    "coalesced",
+    "doh_relay_cache_coalesced_total",
+    "counter",
+    "Queries that joined an identical one in flight.",
+  ],
+  ["entries", "doh_relay_cache_entries", "gauge", "Entries in the cache."],
+  ["bytes", "doh_relay_cache_bytes", "gauge", "Bytes of cached messages."],
+];
+
+/** The answer cache's counters, in Prometheus text. */
+export function renderCacheStats(stats: CachedResolverStats): string {
+  const out: string[] = [];
+  for (const [key, family, type, help] of CACHE_FAMILIES) {
+    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`, `${family} ${stats[key]}`);
   }
   return `${out.join("\n")}\n`;
 }

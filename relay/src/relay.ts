@@ -5,14 +5,23 @@
 import type { RelayConfig } from "../../shared/config/schema.ts";
 import { formatHostPort } from "../../shared/config/upstream-url.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
-import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
+import {
+  type CachedResolver,
+  createCachedResolver,
+} from "../../shared/resolver/cached-resolver.ts";
+import { createResolver } from "../../shared/resolver/create-resolver.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
 import { startDohListener } from "./listeners/doh.ts";
 import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
-import { createRelayMetrics, type RelayMetrics, renderPoolStats } from "./metrics.ts";
+import {
+  createRelayMetrics,
+  type RelayMetrics,
+  renderCacheStats,
+  renderPoolStats,
+} from "./metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { buildTransports } from "./transports/build-transports.ts";
@@ -32,7 +41,7 @@ export interface Relay {
 
 interface Core {
   config: RelayConfig;
-  resolver: Resolver;
+  resolver: CachedResolver;
   transports: Map<string, Upstream>;
   closeTransports: () => Promise<void>;
   limits: ClientLimits;
@@ -41,18 +50,21 @@ interface Core {
 function buildCore(config: RelayConfig, logger: Logger): Core {
   const built = buildTransports(config);
   const transports = built.upstreams;
-  const resolver = createResolver({
-    upstreams: config.upstreams,
-    routes: config.routes,
-    transports,
-    onAttemptError: (e) =>
-      logger.info("upstream attempt failed", {
-        route: e.route,
-        upstream: e.upstream,
-        error_class: e.errorClass,
-        error: e.error,
-      }),
-  });
+  const resolver = createCachedResolver(
+    createResolver({
+      upstreams: config.upstreams,
+      routes: config.routes,
+      transports,
+      onAttemptError: (e) =>
+        logger.info("upstream attempt failed", {
+          route: e.route,
+          upstream: e.upstream,
+          error_class: e.errorClass,
+          error: e.error,
+        }),
+    }),
+    config.cache,
+  );
   const limits = createClientLimits({
     qps: config.rate_limit.qps,
     burst: config.rate_limit.burst,
@@ -144,13 +156,18 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
     }
     if (listen.metrics) {
       ops = await startOpsServer(listen.metrics.addr, {
-        metrics: () => metrics.render(core.resolver.counters(), renderPoolStats(core.transports)),
+        metrics: () =>
+          metrics.render(
+            core.resolver.counters(),
+            renderPoolStats(core.transports) + renderCacheStats(core.resolver.cacheStats()),
+          ),
         ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
         status: () => ({
           ready,
           listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
           in_flight: handler.inFlight,
           routes: routeHealth(core),
+          cache: core.resolver.cacheStats(),
           pools: Object.fromEntries(
             [...core.transports].flatMap(([name, t]) =>
               isPooled(t) ? [[name, t.poolStats()]] : [],

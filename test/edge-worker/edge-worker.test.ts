@@ -128,10 +128,13 @@ describe("edge worker routing and selection", () => {
   });
 
   it("spreads weighted_random picks by weight (80/20 over 200 queries, ±5 sd)", async () => {
-    const config = oneRoute([upstream("a", A, { weight: 80 }), upstream("b", B, { weight: 20 })], {
-      policy: "weighted_random",
-      server_count: 1,
-    });
+    const config = {
+      ...oneRoute([upstream("a", A, { weight: 80 }), upstream("b", B, { weight: 20 })], {
+        policy: "weighted_random",
+        server_count: 1,
+      }),
+      cache: { size: 0 }, // every query must reach an upstream
+    };
     let fromA = 0;
     for (let i = 0; i < 200; i++) {
       const got = addresses((await ask(config, "www.example.test.")).answer);

@@ -30,14 +30,16 @@ const RELAY_BIN = fileURLToPath(new URL("../../relay/bin/doh-relay.mjs", import.
 async function startRelayProcess(
   token: string,
   upstreams: Record<string, string>,
-): Promise<RunningServer> {
+): Promise<RunningServer & { metricsPort: number }> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-relay-"));
   const port = await freePort();
+  const metricsPort = await freePort();
   const config = join(dir, "relay.yaml");
   await writeFile(
     config,
     `listen:
   origin: { addr: "127.0.0.1:${port}", token_env: RELAY_TOKEN }
+  metrics: "127.0.0.1:${metricsPort}"
 upstreams:
 ${Object.entries(upstreams)
   .map(([name, url]) => `  - { name: ${name}, url: "${url}" }\n`)
@@ -56,6 +58,7 @@ ${Object.entries(upstreams)
   await untilReady(proc, () => waitForTcp(proc, port), removeDir);
   return {
     port,
+    metricsPort,
     pid: proc.child.pid,
     async stop() {
       await proc.stop();
@@ -112,6 +115,7 @@ export default async function setup(project: TestProject) {
     started.push(relay);
     project.provide("relayOriginPort", relay.port);
     project.provide("relayToken", relayToken);
+    project.provide("relayMetricsPort", relay.metricsPort);
     return async () => {
       for (const s of started.reverse()) await s.stop();
       await rm(certs.dir, { recursive: true, force: true });

@@ -10,5 +10,7 @@ declare module "vitest" {
     relayOriginPort: number;
     /** Its bearer token (the worker's RELAY_TOKEN secret). */
     relayToken: string;
+    /** The relay's /metrics (counts what reached its origin endpoint). */
+    relayMetricsPort: number;
   }
 }

@@ -62,4 +62,34 @@ describe("edge worker via a relay's origin endpoint", () => {
     const answer = await ask(viaRelay("lan-down"), "www.example.test.", inject("relayToken"));
     expect(readRcode(answer)).toBe(Rcode.SERVFAIL);
   });
+
+  it("answers a repeat from the isolate's cache: the relay sees the name once", async () => {
+    const metrics = async () => {
+      const text = await (
+        await fetch(`http://127.0.0.1:${inject("relayMetricsPort")}/metrics`)
+      ).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith('doh_relay_queries_total{protocol="origin",rcode="NXDOMAIN"}'));
+      return Number(line?.split(" ").pop() ?? 0);
+    };
+    const before = await metrics();
+    const first = await ask(
+      viaRelay("lan-udp"),
+      "cache-proof.example.test.",
+      inject("relayToken"),
+      1,
+    );
+    const second = await ask(
+      viaRelay("lan-udp"),
+      "Cache-Proof.example.test.",
+      inject("relayToken"),
+      2,
+    );
+    expect(readRcode(first)).toBe(Rcode.NXDOMAIN);
+    expect(readRcode(second)).toBe(Rcode.NXDOMAIN);
+    expect(readId(second)).toBe(2);
+    expect(decodeMessage(second).questions?.[0]?.name).toBe("Cache-Proof.example.test");
+    expect((await metrics()) - before).toBe(1);
+  });
 });

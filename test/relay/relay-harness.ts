@@ -29,14 +29,15 @@ big  IN TXT ${txt(4)}
 `;
 
 /**
- * Parses `input`, then moves every listener not in `keep` to port 0 (the
- * schema needs a real port).
+ * Parses `input` (with the cache off unless it sets one), then moves every
+ * listener not in `keep` to port 0 (the schema needs a real port).
  */
 export function ephemeralConfig(
   input: Record<string, unknown>,
   keep: readonly string[] = [],
 ): RelayConfig {
-  const config = parseRelayConfig(input).config;
+  // Relay tests exercise transports and listeners: no cache unless a test asks for one.
+  const config = parseRelayConfig({ cache: { size: 0 }, ...input }).config;
   const listen = config.listen as Record<string, { addr: { port: number } } | undefined>;
   for (const key of Object.keys(listen)) {
     const l = listen[key];

@@ -1,0 +1,197 @@
+// The answer cache both runtimes keep in memory (SPEC §4): an LRU bounded by
+// entries and bytes, keyed by lower-cased name + type + class + DO + CD.
+// Positive answers live for their smallest TTL, negative ones for the SOA
+// minimum (RFC 2308, minTtl does both) capped by negative_ttl, SERVFAIL for
+// servfail_ttl; everything clamped to [min_ttl, max_ttl]. Served copies
+// carry the asker's ID and question bytes, with TTLs counted down. With
+// serve_stale, expired entries are kept a day longer for RFC 8767.
+
+import type { CacheConfig } from "../config/schema.ts";
+import {
+  ageTtls,
+  minTtl,
+  Rcode,
+  readEdns,
+  readHeader,
+  readQuestion,
+  readRcode,
+  sameQuestion,
+  walkRecords,
+  withId,
+} from "../dns/wire.ts";
+
+/** RFC 8767 §4: the TTL on a stale answer. */
+export const STALE_TTL_SECONDS = 30;
+const STALE_WINDOW_MS = 86_400_000;
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  stale: number;
+  evictions: number;
+  entries: number;
+  bytes: number;
+}
+
+export interface AnswerCache {
+  /** A fresh cached answer for `query`, adapted to it; undefined on a miss. */
+  get(query: Uint8Array): Uint8Array | undefined;
+  /** An expired answer within the stale window (serve_stale only), TTLs set to 30 s. */
+  getStale(query: Uint8Array): Uint8Array | undefined;
+  /** Stores `answer` to `query` when it is cacheable. Returns whether it was stored. */
+  put(query: Uint8Array, answer: Uint8Array): boolean;
+  stats(): CacheStats;
+}
+
+interface Entry {
+  answer: Uint8Array;
+  storedAt: number;
+  expiresAt: number;
+  staleUntil: number;
+}
+
+/** The cache key of a query; undefined when its question cannot be read. */
+export function cacheKey(query: Uint8Array): string | undefined {
+  try {
+    const q = readQuestion(query);
+    const header = readHeader(query);
+    const dnssecOk = readEdns(query)?.dnssecOk ?? false;
+    return `${q.name}|${q.type}|${q.class}|${dnssecOk ? 1 : 0}${header.cd ? 1 : 0}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `answer` as an answer to `query`: the query's ID, and its question bytes
+ * (a client checking 0x20 case gets its own case back).
+ */
+export function adaptAnswer(answer: Uint8Array, query: Uint8Array): Uint8Array {
+  const out = withId(answer, (query[0]! << 8) | query[1]!);
+  const end = questionNameEnd(query);
+  if (end !== undefined && end === questionNameEnd(out) && end <= out.length) {
+    out.set(query.subarray(12, end), 12);
+  }
+  return out;
+}
+
+/** Where the first question's (uncompressed) name ends, or undefined. */
+function questionNameEnd(msg: Uint8Array): number | undefined {
+  let pos = 12;
+  for (let hops = 0; hops < 128; hops++) {
+    const len = msg[pos];
+    if (len === undefined || len > 63) return undefined;
+    pos += len + 1;
+    if (len === 0) return pos;
+  }
+  return undefined;
+}
+
+/** A copy with every TTL but OPT's lowered to at most `max` seconds. */
+function capTtls(msg: Uint8Array, max: number): Uint8Array {
+  const out = msg.slice();
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  walkRecords(msg, (rr) => {
+    if (rr.type !== 41 && rr.ttl > max) view.setUint32(rr.ttlOffset, max);
+  });
+  return out;
+}
+
+/** How long `answer` may be cached, in ms; undefined = not cacheable. */
+function lifetimeMs(
+  config: CacheConfig,
+  query: Uint8Array,
+  answer: Uint8Array,
+): number | undefined {
+  let header: ReturnType<typeof readHeader>;
+  let rcode: number;
+  try {
+    header = readHeader(answer);
+    rcode = readRcode(answer);
+    if (!header.qr || header.tc || !sameQuestion(query, answer)) return undefined;
+  } catch {
+    return undefined;
+  }
+  if (rcode === Rcode.SERVFAIL) return config.servfail_ttl > 0 ? config.servfail_ttl : undefined;
+  if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) return undefined;
+  let ttlS: number | undefined;
+  try {
+    ttlS = minTtl(answer);
+  } catch {
+    return undefined;
+  }
+  if (ttlS === undefined) return undefined;
+  const negative = rcode === Rcode.NXDOMAIN || header.ancount === 0;
+  let ms = ttlS * 1000;
+  if (negative) ms = Math.min(ms, config.negative_ttl);
+  ms = Math.min(config.max_ttl, Math.max(config.min_ttl, ms));
+  return ms > 0 ? ms : undefined;
+}
+
+export function createAnswerCache(config: CacheConfig, now: () => number): AnswerCache {
+  const entries = new Map<string, Entry>();
+  const stats = { hits: 0, misses: 0, stale: 0, evictions: 0, bytes: 0 };
+  const maxBytes = config.max_bytes ?? Number.POSITIVE_INFINITY;
+
+  function drop(key: string, entry: Entry) {
+    entries.delete(key);
+    stats.bytes -= entry.answer.length;
+  }
+
+  function evict() {
+    while (entries.size > config.size || stats.bytes > maxBytes) {
+      const oldest = entries.entries().next().value;
+      if (!oldest) return;
+      drop(oldest[0], oldest[1]);
+      stats.evictions++;
+    }
+  }
+
+  return {
+    get(query) {
+      if (config.size === 0) return undefined;
+      const key = cacheKey(query);
+      const entry = key === undefined ? undefined : entries.get(key);
+      const t = now();
+      if (!entry || t >= entry.expiresAt) {
+        if (entry && t >= entry.staleUntil) drop(key as string, entry);
+        stats.misses++;
+        return undefined;
+      }
+      entries.delete(key as string);
+      entries.set(key as string, entry);
+      stats.hits++;
+      const remainingS = Math.ceil((entry.expiresAt - t) / 1000);
+      const aged = ageTtls(entry.answer, Math.floor((t - entry.storedAt) / 1000));
+      return adaptAnswer(capTtls(aged, remainingS), query);
+    },
+    getStale(query) {
+      if (config.size === 0 || !config.serve_stale) return undefined;
+      const key = cacheKey(query);
+      const entry = key === undefined ? undefined : entries.get(key);
+      if (!entry || now() >= entry.staleUntil) return undefined;
+      stats.stale++;
+      return adaptAnswer(capTtls(entry.answer, STALE_TTL_SECONDS), query);
+    },
+    put(query, answer) {
+      if (config.size === 0) return false;
+      const key = cacheKey(query);
+      const ms = key === undefined ? undefined : lifetimeMs(config, query, answer);
+      if (key === undefined || ms === undefined || answer.length > maxBytes) return false;
+      const old = entries.get(key);
+      if (old) drop(key, old);
+      const t = now();
+      const expiresAt = t + ms;
+      entries.set(key, {
+        answer: answer.slice(),
+        storedAt: t,
+        expiresAt,
+        staleUntil: config.serve_stale ? expiresAt + STALE_WINDOW_MS : expiresAt,
+      });
+      stats.bytes += answer.length;
+      evict();
+      return true;
+    },
+    stats: () => ({ ...stats, entries: entries.size }),
+  };
+}

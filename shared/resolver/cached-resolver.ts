@@ -1,0 +1,119 @@
+// The answer cache and in-flight coalescing around a Resolver, the same in
+// both runtimes: a cache hit never touches an upstream; identical queries in
+// flight at once (same cache key) share one resolution, each answer carrying
+// its own asker's ID and question; a SERVFAIL falls back to a stale entry
+// when serve_stale is on. The shared resolution is cancelled only when every
+// asker has gone.
+
+import type { CacheConfig } from "../config/schema.ts";
+import {
+  type AnswerCache,
+  adaptAnswer,
+  type CacheStats,
+  cacheKey,
+  createAnswerCache,
+} from "./answer-cache.ts";
+import type { ResolveOutcome, Resolver } from "./create-resolver.ts";
+
+export interface CachedResolverStats extends CacheStats {
+  /** Queries answered by joining an identical one already in flight. */
+  coalesced: number;
+}
+
+export interface CachedResolver extends Resolver {
+  cacheStats(): CachedResolverStats;
+}
+
+interface Shared {
+  outcome: Promise<ResolveOutcome>;
+  controller: AbortController;
+  askers: number;
+}
+
+function adapt(outcome: ResolveOutcome, query: Uint8Array): ResolveOutcome {
+  return { ...outcome, answer: adaptAnswer(outcome.answer, query) };
+}
+
+export function createCachedResolver(
+  resolver: Resolver,
+  config: CacheConfig,
+  now: () => number = Date.now,
+): CachedResolver {
+  const cache: AnswerCache = createAnswerCache(config, now);
+  const inFlight = new Map<string, Shared>();
+  let coalesced = 0;
+
+  function resolveShared(key: string, query: Uint8Array): Shared {
+    const controller = new AbortController();
+    const shared: Shared = {
+      controller,
+      askers: 0,
+      outcome: resolver.resolve(query, controller.signal).then((outcome) => {
+        if (outcome.kind === "answer" || outcome.kind === "servfail")
+          cache.put(query, outcome.answer);
+        return outcome;
+      }),
+    };
+    inFlight.set(key, shared);
+    void shared.outcome.finally(() => {
+      if (inFlight.get(key) === shared) inFlight.delete(key);
+    });
+    return shared;
+  }
+
+  /** `shared`'s outcome for one asker; rejects when that asker's signal aborts first. */
+  function join(shared: Shared, signal: AbortSignal | undefined): Promise<ResolveOutcome> {
+    shared.askers++;
+    if (!signal) return shared.outcome;
+    return new Promise((resolve, reject) => {
+      const leave = () => {
+        shared.askers--;
+        if (shared.askers === 0) shared.controller.abort(signal.reason);
+        reject(signal.reason);
+      };
+      if (signal.aborted) return leave();
+      signal.addEventListener("abort", leave, { once: true });
+      shared.outcome.then(
+        (outcome) => {
+          signal.removeEventListener("abort", leave);
+          resolve(outcome);
+        },
+        (error) => {
+          signal.removeEventListener("abort", leave);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  return {
+    async resolve(query, signal) {
+      if (config.size === 0) return resolver.resolve(query, signal);
+      const key = cacheKey(query);
+      if (key === undefined) return resolver.resolve(query, signal); // FORMERR path
+      const hit = cache.get(query);
+      if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
+      let shared = inFlight.get(key);
+      if (shared) coalesced++;
+      else shared = resolveShared(key, query);
+      let outcome: ResolveOutcome;
+      try {
+        outcome = await join(shared, signal);
+      } catch (error) {
+        // This asker gave up (shutdown, client gone): the resolver's answer to aborts.
+        return resolver.resolve(query, AbortSignal.abort(error));
+      }
+      if (outcome.kind === "servfail") {
+        const stale = cache.getStale(query);
+        if (stale)
+          return { kind: "answer", answer: stale, route: outcome.route, upstream: "stale" };
+      }
+      return adapt(outcome, query);
+    },
+    counters: () => resolver.counters(),
+    status: () => resolver.status(),
+    start: () => resolver.start(),
+    close: () => resolver.close(),
+    cacheStats: () => ({ ...cache.stats(), coalesced }),
+  };
+}
