@@ -2,6 +2,7 @@
 // in-flight, connections) and the Prometheus text rendering, which adds the
 // resolver's per-upstream accounting (fanout's names).
 
+import { rcodeText } from "../../shared/dns/codes.ts";
 import type { UpstreamCounterSnapshot } from "../../shared/engine/counters.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import type { CachedResolverStats } from "../../shared/resolver/cached-resolver.ts";
@@ -118,7 +119,9 @@ export function createRelayMetrics(): RelayMetrics {
       family("response_rcode_count_total", "counter", "Upstream responses by rcode.");
       for (const [upstream, s] of up) {
         for (const [rcode, n] of Object.entries(s.rcodes)) {
-          out.push(`response_rcode_count_total${labels({ upstream, rcode })} ${n}`);
+          out.push(
+            `response_rcode_count_total${labels({ upstream, rcode: rcodeText(Number(rcode)) })} ${n}`,
+          );
         }
       }
       family("request_duration_seconds", "histogram", "Upstream attempt latency.");

@@ -5,6 +5,7 @@
 // answered (no readable ID).
 
 import { type Cidr, cidrContains, normalizeIp, tryParseIp } from "../../shared/config/ip.ts";
+import { rcodeText } from "../../shared/dns/codes.ts";
 import {
   buildErrorResponse,
   EdeCode,
@@ -44,18 +45,13 @@ export interface QueryHandler {
   drained(): Promise<void>;
 }
 
-const RCODE_NAMES = new Map<number, string>(
-  Object.entries(Rcode).map(([name, value]) => [value, name]),
-);
-
 function isServfail(answer: Uint8Array): boolean {
   return answer.length >= 12 && (answer[3]! & 0x0f) === Rcode.SERVFAIL;
 }
 
 export function rcodeName(answer: Uint8Array): string {
   try {
-    const rcode = readRcode(answer);
-    return RCODE_NAMES.get(rcode) ?? String(rcode);
+    return rcodeText(readRcode(answer));
   } catch {
     return "unknown";
   }

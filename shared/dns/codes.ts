@@ -16,6 +16,15 @@ export const Rcode = {
 } as const;
 export type RcodeName = keyof typeof Rcode;
 
+const RCODE_NAMES = new Map<number, string>(
+  Object.entries(Rcode).map(([name, code]) => [code, name]),
+);
+
+/** "NOERROR", "SERVFAIL", …; the number as text for codes without a name. */
+export function rcodeText(rcode: number): string {
+  return RCODE_NAMES.get(rcode) ?? String(rcode);
+}
+
 export const RrType = {
   A: 1,
   NS: 2,

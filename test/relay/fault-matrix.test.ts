@@ -35,6 +35,8 @@ interface FaultCase {
   tls?: "wrong_name" | "untrusted";
   /** Stop the server (connection refused) instead of a mode. */
   refuse?: boolean;
+  /** The faulty upstream answers, but every answer is SERVFAIL. */
+  storm?: boolean;
 }
 
 const CASES: FaultCase[] = [
@@ -103,6 +105,10 @@ const CASES: FaultCase[] = [
     tls: "untrusted",
     errorClass: "tls_failed",
   },
+  // A SERVFAIL storm is an answer, not a transport failure: held while the
+  // next upstream is asked, and passed on when there is no other.
+  { fault: "SERVFAIL storm", transport: "udp", mode: "servfail", storm: true },
+  { fault: "SERVFAIL storm", transport: "tls", mode: "servfail", storm: true },
   // Faults the relay absorbs: the faulty upstream still answers every query.
   { fault: "wrong ID first, then the right one", transport: "udp", mode: "wrong_id" },
   { fault: "wrong ID first, then the right one", transport: "tcp", mode: "wrong_id" },
@@ -207,6 +213,19 @@ describe.concurrent("relay fault matrix", () => {
       const faultyWins = metric(metrics, /response_win_count_total\{upstream="faulty"\} (\d+)/);
       const healthyWins = metric(metrics, /response_win_count_total\{upstream="healthy"\} (\d+)/);
 
+      if (c.storm) {
+        expect(healthyWins).toBe(6);
+        expect(
+          metric(metrics, /response_rcode_count_total\{upstream="faulty",rcode="SERVFAIL"\} (\d+)/),
+        ).toBe(6);
+        expect(metrics).not.toMatch(/request_error_count_total\{upstream="faulty"/);
+        // Health tracks transport failures only, as CoreDNS forward and dnsdist do.
+        expect(await faultyUp(relay, "mixed.test.")).toBe(true);
+        const only = await ask(relay, "q.only.test", 8);
+        expect(readRcode(only.answer!)).toBe(Rcode.SERVFAIL);
+        expect(only.ms).toBeLessThan(ONLY_TIMEOUT_MS + SLACK_MS);
+        return;
+      }
       if (c.errorClass === undefined) {
         // Absorbed: the faulty upstream answered everything itself.
         expect(faultyWins).toBe(6);
