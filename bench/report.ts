@@ -30,6 +30,8 @@ export interface ReportInput {
   qpsLevels: readonly number[];
   ratios: { title: string; numerator: string; denominator: string }[];
   relayCounters: string[];
+  /** More sections, each a list of lines (its own heading included). */
+  sections?: string[][];
   notes: string[];
 }
 
@@ -144,6 +146,7 @@ export function renderReport(input: ReportInput): string {
     out.push(`### ${path.title}`, "", path.description, "", ...pathTable(path, input.levels), "");
   }
   out.push("## Relay counters at the end", "", ...input.relayCounters.map((c) => `- ${c}`), "");
+  for (const section of input.sections ?? []) out.push(...section, "");
   if (input.notes.length > 0) out.push("## Notes", "", ...input.notes.map((n) => `- ${n}`), "");
   return out.join("\n");
 }

@@ -10,9 +10,11 @@ import {
   WORKER_MAX_CONNECTIONS,
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
+import { createPolicy } from "../../shared/policy/rules.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
+import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
 import type { Env } from "./env.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
 
@@ -61,7 +63,7 @@ function buildState(raw: unknown, env: Env): WorkerState {
   }
   try {
     const { config, warnings } = parseWorkerConfig(input);
-    const resolver = createCachedResolver(
+    const cached = createCachedResolver(
       createResolver({
         upstreams: config.upstreams,
         routes: config.routes,
@@ -74,6 +76,13 @@ function buildState(raw: unknown, env: Env): WorkerState {
       }),
       config.cache,
     );
+    const resolver = createPolicyResolver(
+      cached,
+      createPolicy({ rules: config.rules, allowlist: config.allowlist }),
+    );
+    if (config.blocklists.length > 0) {
+      warnings.push("blocklists: the worker does not load block lists yet; rules apply");
+    }
     const servfailLog = createLogThrottle(10_000);
     const app = createDohApp({
       resolve: async (query, { signal }) => {

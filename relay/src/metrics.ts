@@ -215,3 +215,15 @@ export function renderCacheStats(stats: CachedResolverStats): string {
   }
   return `${out.join("\n")}\n`;
 }
+
+/** Rule and block-list decisions by action, in Prometheus text. */
+export function renderPolicyHits(hits: Record<string, number>): string {
+  const out = [
+    "# HELP doh_relay_policy_hits_total Queries answered or redirected by rules and block lists.",
+    "# TYPE doh_relay_policy_hits_total counter",
+  ];
+  for (const [action, n] of Object.entries(hits)) {
+    out.push(`doh_relay_policy_hits_total${labels({ action })} ${n}`);
+  }
+  return `${out.join("\n")}\n`;
+}

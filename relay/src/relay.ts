@@ -5,11 +5,14 @@
 import type { RelayConfig } from "../../shared/config/schema.ts";
 import { formatHostPort } from "../../shared/config/upstream-url.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
-import {
-  type CachedResolver,
-  createCachedResolver,
-} from "../../shared/resolver/cached-resolver.ts";
+import { createPolicy } from "../../shared/policy/rules.ts";
+import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver } from "../../shared/resolver/create-resolver.ts";
+import {
+  createPolicyResolver,
+  type PolicyResolver,
+} from "../../shared/resolver/policy-resolver.ts";
+import { type LoadedBlocklists, loadBlocklists } from "./blocklists.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
 import { startDohListener } from "./listeners/doh.ts";
 import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
@@ -20,6 +23,7 @@ import {
   createRelayMetrics,
   type RelayMetrics,
   renderCacheStats,
+  renderPolicyHits,
   renderPoolStats,
 } from "./metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops-server.ts";
@@ -41,16 +45,16 @@ export interface Relay {
 
 interface Core {
   config: RelayConfig;
-  resolver: CachedResolver;
+  resolver: PolicyResolver;
   transports: Map<string, Upstream>;
   closeTransports: () => Promise<void>;
   limits: ClientLimits;
 }
 
-function buildCore(config: RelayConfig, logger: Logger): Core {
+function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlocklists): Core {
   const built = buildTransports(config);
   const transports = built.upstreams;
-  const resolver = createCachedResolver(
+  const cached = createCachedResolver(
     createResolver({
       upstreams: config.upstreams,
       routes: config.routes,
@@ -64,6 +68,10 @@ function buildCore(config: RelayConfig, logger: Logger): Core {
         }),
     }),
     config.cache,
+  );
+  const resolver = createPolicyResolver(
+    cached,
+    createPolicy({ rules: config.rules, blocklist: blocklists.set, allowlist: config.allowlist }),
   );
   const limits = createClientLimits({
     qps: config.rate_limit.qps,
@@ -93,14 +101,22 @@ async function closeCore(core: Core): Promise<void> {
   await core.closeTransports();
 }
 
-function warnUnapplied(config: RelayConfig, logger: Logger) {
-  if (config.rules.length > 0) logger.warn("rules: not applied by the relay yet", {});
-  if (config.blocklists.length > 0) logger.warn("blocklists: not applied by the relay yet", {});
+/** Loads the config's block lists and says what they hold. */
+async function loadLists(config: RelayConfig, logger: Logger): Promise<LoadedBlocklists> {
+  const lists = await loadBlocklists(config);
+  if (config.blocklists.length > 0) {
+    logger.info("blocklists loaded", {
+      lists: config.blocklists.length,
+      names: lists.entries,
+      rejected_lines: lists.rejected,
+      ms: Math.round(lists.ms),
+    });
+  }
+  return lists;
 }
 
 export async function startRelay(config: RelayConfig, logger: Logger): Promise<Relay> {
-  let core = buildCore(config, logger);
-  warnUnapplied(config, logger);
+  let core = buildCore(config, logger, await loadLists(config, logger));
   const metrics = createRelayMetrics();
   const shutdownController = new AbortController();
   const handler = createQueryHandler({
@@ -159,7 +175,9 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
         metrics: () =>
           metrics.render(
             core.resolver.counters(),
-            renderPoolStats(core.transports) + renderCacheStats(core.resolver.cacheStats()),
+            renderPoolStats(core.transports) +
+              renderCacheStats(core.resolver.cacheStats()) +
+              renderPolicyHits(core.resolver.policyHits()),
           ),
         ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
         status: () => ({
@@ -168,6 +186,7 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
           in_flight: handler.inFlight,
           routes: routeHealth(core),
           cache: core.resolver.cacheStats(),
+          policy_hits: core.resolver.policyHits(),
           pools: Object.fromEntries(
             [...core.transports].flatMap(([name, t]) =>
               isPooled(t) ? [[name, t.poolStats()]] : [],
@@ -202,11 +221,11 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
       return ops?.port;
     },
     async reload(next) {
-      const fresh = buildCore(next, logger); // throws on a config it cannot serve
+      // Throws on a config it cannot serve (or lists it cannot read).
+      const fresh = buildCore(next, logger, await loadLists(next, logger));
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
       }
-      warnUnapplied(next, logger);
       const old = core;
       core = fresh;
       core.resolver.start();

@@ -110,6 +110,7 @@ export function createCachedResolver(
       }
       return adapt(outcome, query);
     },
+    resolveRoute: (name, query, signal) => resolver.resolveRoute(name, query, signal),
     counters: () => resolver.counters(),
     status: () => resolver.status(),
     start: () => resolver.start(),

@@ -7,7 +7,7 @@ import { createRouteTable } from "../config/zones.ts";
 import { buildErrorResponse, DnsWireError, EdeCode, Rcode, readQuestion } from "../dns/wire.ts";
 import { type Clock, systemClock } from "../engine/clock.ts";
 import { type Counters, createCounters, type UpstreamCounterSnapshot } from "../engine/counters.ts";
-import type { ErrorClass, UpstreamError } from "../engine/errors.ts";
+import { type ErrorClass, UpstreamError } from "../engine/errors.ts";
 import { createHealthTracker, type UpstreamHealth } from "../engine/health.ts";
 import { createHealthChecker, type HealthChecker } from "../engine/health-check.ts";
 import type { PolicyConfig } from "../engine/policies.ts";
@@ -60,6 +60,8 @@ export interface Resolver {
   /** Per upstream, across routes (fanout's accounting). */
   counters(): Record<string, UpstreamCounterSnapshot>;
   status(): RouteStatus[];
+  /** Answers through the route named `name` (a `forward` rule), skipping zone lookup. */
+  resolveRoute(name: string, query: Uint8Array, signal?: AbortSignal): Promise<ResolveOutcome>;
   /** Starts active health checks. */
   start(): void;
   close(): Promise<void>;
@@ -152,6 +154,28 @@ export function createResolver(options: ResolverOptions): Resolver {
     routes.map((r) => ({ ...r, zones: r.config.zones, except: r.config.except })),
   );
 
+  async function raceOn(
+    route: BuiltRoute,
+    query: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<ResolveOutcome> {
+    const result = await route.race.resolve(query, signal);
+    if (result.ok) {
+      return {
+        kind: "answer",
+        answer: result.answer,
+        route: route.name,
+        upstream: result.upstream,
+      };
+    }
+    return {
+      kind: "servfail",
+      answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
+      route: route.name,
+      error: result.error,
+    };
+  }
+
   return {
     async resolve(query, signal) {
       let qname: string;
@@ -172,22 +196,21 @@ export function createResolver(options: ResolverOptions): Resolver {
           }),
         };
       }
-      const route = match.route;
-      const result = await route.race.resolve(query, signal);
-      if (result.ok) {
+      return raceOn(match.route, query, signal);
+    },
+    async resolveRoute(name, query, signal) {
+      const route = routes.find((r) => r.config.name === name);
+      if (!route) {
         return {
-          kind: "answer",
-          answer: result.answer,
-          route: route.name,
-          upstream: result.upstream,
+          kind: "servfail",
+          answer: buildErrorResponse(query, Rcode.SERVFAIL, {
+            ede: { code: EdeCode.OTHER, text: `no route named ${name}` },
+          }),
+          route: name,
+          error: new UpstreamError("internal", name, `no route named ${name}`),
         };
       }
-      return {
-        kind: "servfail",
-        answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
-        route: route.name,
-        error: result.error,
-      };
+      return raceOn(route, query, signal);
     },
     counters: () => counters.snapshot(),
     status: () =>

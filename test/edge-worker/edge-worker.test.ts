@@ -237,3 +237,44 @@ describe("edge worker configuration", () => {
     expect(await response.text()).toMatch(/routes\[0\]\.worker_count/);
   });
 });
+
+describe("edge worker rules", () => {
+  const config = {
+    upstreams: [upstream("a", A), upstream("b", B)],
+    routes: [
+      { zones: ["."], upstreams: ["a"] },
+      { name: "via-b", zones: ["never.test."], upstreams: ["b"] },
+    ],
+    rules: [
+      { match: { name: "blocked.example.test" }, action: "block" },
+      { match: { suffix: "null.example.test" }, action: "block", block_with: "null_ip" },
+      { match: { name: "local.example.test" }, action: "local_data", ips: ["fd00::5"], ttl: 30 },
+      {
+        match: { name: "old.example.test" },
+        action: "rewrite",
+        rewrite_domain: "alias.example.test",
+      },
+      { match: { name: "www.corp.test" }, action: "forward", route: "via-b" },
+    ],
+  };
+
+  it("blocks, answers local data (IPv6) and rewrites onto a CNAME chain, over DoH", async () => {
+    expect(readRcode((await ask(config, "blocked.example.test.")).answer)).toBe(Rcode.NXDOMAIN);
+    expect(addresses((await ask(config, "x.null.example.test.")).answer)).toEqual(["0.0.0.0"]);
+    const local = decodeMessage((await ask(config, "local.example.test.", 28)).answer);
+    expect(local.answers).toMatchObject([{ type: "AAAA", data: "fd00::5", ttl: 30 }]);
+    const rewritten = decodeMessage((await ask(config, "old.example.test.")).answer);
+    expect(rewritten.questions?.[0]?.name).toBe("old.example.test");
+    expect(rewritten.answers?.map((r) => [r.name, r.type, r.data])).toEqual([
+      ["old.example.test", "CNAME", "mid.example.test"],
+      ["mid.example.test", "CNAME", "www.example.test"],
+      ["www.example.test", "A", "192.0.2.1"],
+    ]);
+  });
+
+  it("forwards a rule's names to the named route", async () => {
+    // By zone, www.corp.test goes to "a" (192.0.2.1); the rule sends it to "b".
+    expect(addresses((await ask(config, "www.corp.test.")).answer)).toEqual(["192.0.2.2"]);
+    expect(addresses((await ask(config, "public.corp.test.")).answer)).toEqual(["192.0.2.1"]);
+  });
+});

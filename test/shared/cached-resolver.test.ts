@@ -70,6 +70,7 @@ function fakeResolver(
       aborted.push(signal?.aborted ?? false);
       return outcome;
     },
+    resolveRoute: (_name, query, signal) => resolver.resolve(query, signal),
     counters: () => ({}),
     status: () => [],
     start() {},
