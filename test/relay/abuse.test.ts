@@ -183,8 +183,11 @@ describe("malformed traffic on every listener", () => {
         socket.on("error", () => {});
         socket.once("error", reject);
       });
+    // A slow handshake on a busy machine can let the relay close an early
+    // socket before the others are open: a closed socket counts as closed.
     const closedWithin = (socket: Socket, ms: number) =>
       new Promise<boolean>((resolve) => {
+        if (socket.destroyed) return resolve(true);
         const timer = setTimeout(() => resolve(false), ms);
         socket.once("close", () => {
           clearTimeout(timer);
@@ -204,8 +207,8 @@ describe("malformed traffic on every listener", () => {
           cases[i]?.(socket);
         });
         // Each is closed by the relay: at once for bad framing, after read_timeout for a stall.
-        const closed = await Promise.all(sockets.map((s) => closedWithin(s, 3000)));
-        expect(closed).toEqual(cases.map(() => true));
+        const closed = await Promise.all(sockets.map((s) => closedWithin(s, 6000)));
+        expect(closed, `tls=${tls}`).toEqual(cases.map(() => true));
       }
     });
     expect(answered).toBe(sent);

@@ -379,7 +379,7 @@ describe("origin listener tuning", () => {
     const socket = await open();
     socket.write(request(40));
     socket.write(Buffer.alloc(10));
-    const ms = await openFor(socket, 2000);
+    const ms = await openFor(socket, 6000);
     expect(ms).toBeGreaterThanOrEqual(250);
   });
 
