@@ -8,12 +8,14 @@ import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver } from "../../shared/resolver/create-resolver.ts";
+import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import {
   createPolicyResolver,
   type PolicyResolver,
 } from "../../shared/resolver/policy-resolver.ts";
 import { type LoadedBlocklists, loadBlocklists } from "./blocklists.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
+import { createPluginChain } from "./exec-plugin.ts";
 import { startDohListener } from "./listeners/doh.ts";
 import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
@@ -69,16 +71,41 @@ function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlockl
     }),
     config.cache,
   );
+  const pluginLog = createLogThrottle(10_000);
+  const plugins =
+    config.plugins.entries.length > 0
+      ? createPluginChain(config.plugins, (plugin, error) => {
+          const take = pluginLog.take();
+          if (take) {
+            logger.warn("plugin failed", {
+              plugin,
+              code: error.code,
+              error: error.message,
+              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+            });
+          }
+        })
+      : undefined;
   const resolver = createPolicyResolver(
     cached,
     createPolicy({ rules: config.rules, blocklist: blocklists.set, allowlist: config.allowlist }),
+    plugins,
   );
   const limits = createClientLimits({
     qps: config.rate_limit.qps,
     burst: config.rate_limit.burst,
     maxInFlight: config.rate_limit.max_in_flight,
   });
-  return { config, resolver, transports, closeTransports: built.close, limits };
+  return {
+    config,
+    resolver,
+    transports,
+    closeTransports: async () => {
+      plugins?.close();
+      await built.close();
+    },
+    limits,
+  };
 }
 
 /**

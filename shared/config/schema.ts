@@ -355,8 +355,28 @@ export interface UpstreamFileEntry {
   name: string;
 }
 
+/** One exec plugin (BalanceDNS's go_exec protocol). */
+export interface PluginEntryConfig {
+  name: string;
+  /** Absolute path of the program (it runs with an empty environment, so no PATH lookup). */
+  path: string;
+  args: string[];
+  /** per_query: a process per question; persistent: one process, a JSON line per question. */
+  mode: "per_query" | "persistent";
+  /** ms */
+  timeout: number;
+}
+
+export interface PluginsConfig {
+  /** What a plugin that fails (timeout, crash, bad output) decides (default "forward"). */
+  on_error: "forward" | "block" | "servfail";
+  entries: PluginEntryConfig[];
+}
+
 export interface RelayConfig extends CommonConfig<RelayUpstreamConfig, RelayRouteConfig> {
   listen: ListenConfig;
+  /** Exec plugins asked after rules and block lists, in order; the first non-FORWARD answer wins. */
+  plugins: PluginsConfig;
   /** Client allow list (default loopback and private ranges); others get REFUSED. */
   allow: Cidr[];
   rate_limit: RateLimitConfig;
@@ -712,6 +732,29 @@ const relayOnlyShape = {
       error: 'expected true, false or a CIDR block such as "203.0.113.0/24"',
     })
     .optional(),
+  plugins: z
+    .strictObject({
+      timeout: positiveDuration.prefault("50ms"),
+      on_error: z.enum(["forward", "block", "servfail"]).default("forward"),
+      entries: z
+        .array(
+          z.strictObject({
+            name: identifier("plugin names"),
+            path: nonEmpty.refine((p) => p.startsWith("/"), {
+              message: "must be an absolute path (plugins run with an empty environment, no PATH)",
+            }),
+            args: z.array(z.string()).default(() => []),
+            mode: z.enum(["per_query", "persistent"]).default("per_query"),
+            timeout: positiveDuration.optional(),
+            /** BalanceDNS's spelling. */
+            timeout_ms: intFrom(1).optional(),
+            /** BalanceDNS's runtime names; both mean a program speaking JSON. */
+            runtime: z.enum(["exec", "go_exec"]).optional(),
+          }),
+        )
+        .default(() => []),
+    })
+    .prefault({}),
   control: z
     .strictObject({
       restart_backoff: positiveDuration.prefault("200ms"),
@@ -804,6 +847,9 @@ function unknownKeyMessage(
   runtime: Runtime,
 ): string {
   if (path.length === 0) {
+    if (runtime === "worker" && key === "plugins") {
+      return "relay-only: exec plugins run on the relay (the worker has no processes to start)";
+    }
     if (runtime === "worker" && RELAY_ONLY_TOP.has(key)) {
       return "relay-only setting; the edge worker does not use it";
     }
@@ -1447,6 +1493,16 @@ function finalizeRelay(raw: z.output<typeof relaySchema>, check: Checker): Relay
     bootstrap: raw.bootstrap,
     ...(ecs !== undefined ? { ecs } : {}),
     control: raw.control,
+    plugins: {
+      on_error: raw.plugins.on_error,
+      entries: raw.plugins.entries.map((entry) => ({
+        name: entry.name,
+        path: entry.path,
+        args: entry.args,
+        mode: entry.mode,
+        timeout: entry.timeout ?? entry.timeout_ms ?? raw.plugins.timeout,
+      })),
+    },
     metrics: raw.metrics.statsd === undefined ? {} : { statsd: raw.metrics.statsd },
     upstream_files: common.files,
   };

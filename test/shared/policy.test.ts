@@ -7,6 +7,11 @@ import { decodeMessage, encodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { EDE_OPTION_CODE, readEdns, readHeader, readId } from "../../shared/dns/wire.ts";
 import { parseList } from "../../shared/policy/list-parse.ts";
+import {
+  decisionFromPluginOutput,
+  PluginOutputError,
+  pluginInput,
+} from "../../shared/policy/plugin-output.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import {
@@ -210,5 +215,79 @@ describe("synthesized answers", () => {
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("plugin output (untrusted)", () => {
+  it("maps BalanceDNS's actions", () => {
+    expect(decisionFromPluginOutput({ action: "FORWARD" })).toEqual({ action: "pass" });
+    expect(decisionFromPluginOutput({ action: "block" })).toMatchObject({ action: "block" });
+    expect(
+      decisionFromPluginOutput({
+        action: "REWRITE",
+        rewrite_domain: "x.example.",
+        rewrite_type: 28,
+      }),
+    ).toEqual({ action: "rewrite", name: "x.example.", qtype: "AAAA" });
+    expect(
+      decisionFromPluginOutput({
+        action: "LOCAL_DATA",
+        local_data: { ip: "10.0.0.1", ips: ["::1"], ttl: 5 },
+      }),
+    ).toEqual({ action: "local_data", ips: ["10.0.0.1", "::1"], txt: [], ttl: 5 });
+  });
+
+  it("turns any other JSON into a typed error, never a throw", () => {
+    for (const bad of [
+      null,
+      "FORWARD",
+      [],
+      {},
+      { action: "NUKE" },
+      { action: "LOCAL_DATA" },
+      { action: "LOCAL_DATA", local_data: { ips: ["not-an-ip"] } },
+      { action: "LOCAL_DATA", local_data: { ip: "10.0.0.1", ttl: -1 } },
+      { action: "REWRITE" },
+      { action: "REWRITE", rewrite_type: "NOPE" },
+      { action: "REWRITE", rewrite_domain: "bad name!" },
+    ]) {
+      expect(decisionFromPluginOutput(bad), JSON.stringify(bad)).toBeInstanceOf(PluginOutputError);
+    }
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const result = decisionFromPluginOutput(value);
+        expect(result instanceof PluginOutputError || typeof result.action === "string").toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            action: fc.constantFrom("FORWARD", "BLOCK", "REWRITE", "LOCAL_DATA", "x"),
+            rewrite_domain: fc.oneof(fc.string(), fc.constant("a.example.")),
+            rewrite_type: fc.oneof(fc.string(), fc.integer()),
+            local_data: fc.record(
+              { ip: fc.string(), ips: fc.array(fc.string()), ttl: fc.jsonValue() },
+              { requiredKeys: [] },
+            ),
+          },
+          { requiredKeys: ["action"] },
+        ),
+        (value) => {
+          const result = decisionFromPluginOutput(value);
+          expect(result instanceof PluginOutputError || typeof result.action === "string").toBe(
+            true,
+          );
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("builds BalanceDNS's input", () => {
+    expect(pluginInput("example.org", 28)).toEqual({
+      question: { domain: "example.org.", type: "AAAA", qtype: 28 },
+    });
   });
 });

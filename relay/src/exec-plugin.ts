@@ -1,0 +1,255 @@
+// Exec plugins (BalanceDNS's go_exec protocol): a program gets the question as
+// JSON on stdin and answers with one JSON object on stdout. It runs with an
+// empty environment and a strict timeout; its output is capped.
+//   per_query:  a process per question (BalanceDNS's plugins work unchanged);
+//   persistent: one long-running process, one JSON line in and one out per
+//               question, in order; restarted after a crash or a timeout.
+// A plugin that fails (timeout, crash, garbage, flood) never holds a query:
+// the chain answers with the configured on_error decision.
+
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { PluginEntryConfig, PluginsConfig } from "../../shared/config/schema.ts";
+import {
+  decisionFromPluginOutput,
+  type PluginInput,
+  pluginInput,
+} from "../../shared/policy/plugin-output.ts";
+import type { Decision } from "../../shared/policy/rules.ts";
+
+const MAX_OUTPUT = 64 * 1024;
+
+export type PluginErrorCode = "timeout" | "crash" | "bad_output" | "overflow" | "spawn";
+
+export class PluginError extends Error {
+  readonly code: PluginErrorCode;
+  constructor(code: PluginErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface ExecPlugin {
+  readonly name: string;
+  /** The plugin's raw output for `input`, parsed as JSON; rejects with a PluginError. */
+  ask(input: PluginInput): Promise<unknown>;
+  close(): void;
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new PluginError("bad_output", `not JSON: ${JSON.stringify(text.slice(0, 60))}`);
+  }
+}
+
+function perQuery(entry: PluginEntryConfig): ExecPlugin {
+  const running = new Set<ChildProcessWithoutNullStreams>();
+  return {
+    name: entry.name,
+    ask(input) {
+      return new Promise((resolve, reject) => {
+        let child: ChildProcessWithoutNullStreams;
+        try {
+          child = spawn(entry.path, entry.args, { env: {}, stdio: "pipe" });
+        } catch (error) {
+          reject(new PluginError("spawn", (error as Error).message));
+          return;
+        }
+        running.add(child);
+        let output = "";
+        let settled = false;
+        const finish = (error: PluginError | undefined, value?: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+          if (error) reject(error);
+          else resolve(value);
+        };
+        const timer = setTimeout(
+          () => finish(new PluginError("timeout", `no answer within ${entry.timeout} ms`)),
+          entry.timeout,
+        );
+        child.on("error", (error) => finish(new PluginError("spawn", error.message)));
+        child.stdin.on("error", () => {});
+        child.stdout.on("data", (chunk: Buffer) => {
+          output += chunk.toString("utf8");
+          if (output.length > MAX_OUTPUT) finish(new PluginError("overflow", "output over 64 KiB"));
+        });
+        child.on("close", (code, signal) => {
+          running.delete(child);
+          if (settled) return;
+          if (code !== 0) {
+            finish(new PluginError("crash", `exited with ${signal ?? `code ${code}`}`));
+            return;
+          }
+          try {
+            finish(undefined, parse(output.trim()));
+          } catch (error) {
+            finish(error as PluginError);
+          }
+        });
+        child.stdin.end(`${JSON.stringify(input)}\n`);
+      });
+    },
+    close() {
+      for (const child of running) child.kill("SIGKILL");
+    },
+  };
+}
+
+interface Waiting {
+  input: PluginInput;
+  resolve(value: unknown): void;
+  reject(error: PluginError): void;
+}
+
+function persistent(entry: PluginEntryConfig): ExecPlugin {
+  let child: ChildProcessWithoutNullStreams | undefined;
+  let buffered = "";
+  const queue: Waiting[] = [];
+  let current: (Waiting & { timer: ReturnType<typeof setTimeout> }) | undefined;
+  let closed = false;
+
+  function stop(reason: PluginError) {
+    const proc = child;
+    child = undefined;
+    buffered = "";
+    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    if (current) {
+      clearTimeout(current.timer);
+      current.reject(reason);
+      current = undefined;
+    }
+  }
+
+  function start(): ChildProcessWithoutNullStreams {
+    const proc = spawn(entry.path, entry.args, { env: {}, stdio: "pipe" });
+    proc.stdin.on("error", () => {});
+    proc.on("error", (error) => {
+      if (child === proc) stop(new PluginError("spawn", error.message));
+      next();
+    });
+    proc.on("close", (code, signal) => {
+      if (child !== proc) return;
+      stop(new PluginError("crash", `exited with ${signal ?? `code ${code}`}`));
+      next();
+    });
+    proc.stdout.on("data", (chunk: Buffer) => {
+      if (child !== proc) return;
+      buffered += chunk.toString("utf8");
+      if (buffered.length > MAX_OUTPUT) {
+        stop(new PluginError("overflow", "line over 64 KiB"));
+        next();
+        return;
+      }
+      const newline = buffered.indexOf("\n");
+      if (newline < 0 || !current) return;
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      const done = current;
+      current = undefined;
+      clearTimeout(done.timer);
+      try {
+        done.resolve(parse(line.trim()));
+      } catch (error) {
+        done.reject(error as PluginError);
+      }
+      next();
+    });
+    return proc;
+  }
+
+  function next() {
+    if (current || closed) return;
+    const waiting = queue.shift();
+    if (!waiting) return;
+    try {
+      child ??= start();
+    } catch (error) {
+      waiting.reject(new PluginError("spawn", (error as Error).message));
+      next();
+      return;
+    }
+    const timer = setTimeout(() => {
+      // A hung plugin: kill it; the next question starts a fresh one.
+      stop(new PluginError("timeout", `no answer within ${entry.timeout} ms`));
+      next();
+    }, entry.timeout);
+    current = { ...waiting, timer };
+    child.stdin.write(`${JSON.stringify(waiting.input)}\n`);
+  }
+
+  return {
+    name: entry.name,
+    ask(input) {
+      return new Promise((resolve, reject) => {
+        if (closed) {
+          reject(new PluginError("spawn", "plugin closed"));
+          return;
+        }
+        queue.push({ input, resolve, reject });
+        next();
+      });
+    },
+    close() {
+      closed = true;
+      stop(new PluginError("spawn", "plugin closed"));
+      for (const waiting of queue.splice(0))
+        waiting.reject(new PluginError("spawn", "plugin closed"));
+    },
+  };
+}
+
+export function createExecPlugin(entry: PluginEntryConfig): ExecPlugin {
+  return entry.mode === "persistent" ? persistent(entry) : perQuery(entry);
+}
+
+export interface PluginChain {
+  /** The first non-FORWARD decision of the plugins in order; on_error's decision when one fails. */
+  decide(name: string, qtype: number): Promise<Decision | { action: "servfail" }>;
+  /** Failures by plugin and error code. */
+  errors(): Record<string, number>;
+  close(): void;
+}
+
+export function createPluginChain(
+  config: PluginsConfig,
+  onError: (plugin: string, error: PluginError) => void = () => {},
+): PluginChain {
+  const plugins = config.entries.map(createExecPlugin);
+  const errors: Record<string, number> = {};
+  const fallback = (): Decision | { action: "servfail" } =>
+    config.on_error === "block"
+      ? { action: "block", with: "nxdomain", source: "rule" }
+      : config.on_error === "servfail"
+        ? { action: "servfail" }
+        : { action: "pass" };
+  return {
+    async decide(name, qtype) {
+      const input = pluginInput(name, qtype);
+      for (const plugin of plugins) {
+        let decision: Decision;
+        try {
+          const result = decisionFromPluginOutput(await plugin.ask(input));
+          if (result instanceof Error) throw new PluginError("bad_output", result.message);
+          decision = result;
+        } catch (error) {
+          const failure =
+            error instanceof PluginError ? error : new PluginError("crash", String(error));
+          const key = `${plugin.name}\u0000${failure.code}`;
+          errors[key] = (errors[key] ?? 0) + 1;
+          onError(plugin.name, failure);
+          return fallback();
+        }
+        if (decision.action !== "pass") return decision;
+      }
+      return { action: "pass" };
+    },
+    errors: () => ({ ...errors }),
+    close() {
+      for (const plugin of plugins) plugin.close();
+    },
+  };
+}
