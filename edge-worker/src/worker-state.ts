@@ -11,12 +11,16 @@ import {
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
+import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
+import handle from "../policy/handle.ts";
 import type { Env } from "./env.ts";
+import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
+import { loadWorkerBlocklists } from "./worker-blocklists.ts";
 
 export type WorkerState =
   | { ok: true; resolver: Resolver; app: Hono; warnings: string[] }
@@ -63,7 +67,7 @@ function buildState(raw: unknown, env: Env): WorkerState {
   }
   try {
     const { config, warnings } = parseWorkerConfig(input);
-    const cached = createCachedResolver(
+    const cachedResolver = createCachedResolver(
       createResolver({
         upstreams: config.upstreams,
         routes: config.routes,
@@ -76,16 +80,28 @@ function buildState(raw: unknown, env: Env): WorkerState {
       }),
       config.cache,
     );
+    const blocklist = createSuffixSet();
+    const listsLoaded =
+      config.blocklists.length === 0
+        ? Promise.resolve(0)
+        : loadWorkerBlocklists(config.blocklists, blocklist, {
+            cache: typeof caches === "undefined" ? undefined : caches.default,
+            onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
+          });
     const resolver = createPolicyResolver(
-      cached,
-      createPolicy({ rules: config.rules, allowlist: config.allowlist }),
+      cachedResolver,
+      createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
+      createModuleHook(handle, 50, (error) =>
+        console.warn(`doh-edge policy module failed: ${String(error)}`),
+      ),
     );
-    if (config.blocklists.length > 0) {
-      warnings.push("blocklists: the worker does not load block lists yet; rules apply");
+    if (config.blocklists.some((list) => "path" in list)) {
+      warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
     }
     const servfailLog = createLogThrottle(10_000);
     const app = createDohApp({
       resolve: async (query, { signal }) => {
+        await listsLoaded; // the first queries of an isolate wait for its lists
         const outcome = await resolver.resolve(query, signal);
         if (outcome.kind === "servfail") {
           const take = servfailLog.take();

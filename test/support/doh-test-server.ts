@@ -6,6 +6,7 @@
 //   /fault/truncated       promises 300 bytes, sends 20, closes
 //   /fault/hang            never answers
 //   /fault/servfail        a SERVFAIL answer with the query's ID
+//   /lists/<any>           a small hosts-format block list
 //   /origin/<name>         a relay origin endpoint stand-in: forwards to backend "origin"
 // Every request is recorded (path, method, authorization) for assertions.
 
@@ -52,6 +53,12 @@ export async function startDohTestServer(backends: Record<string, number>): Prom
       });
       res.end(bytes);
     };
+    if (first === "lists") {
+      // A hosts-format block list for the worker's blocklists.url.
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("# test list\n0.0.0.0 blocked.example.test\n0.0.0.0 listed.corp.test\n");
+      return;
+    }
     if (first === "fault") {
       switch (second) {
         case "status-500":
