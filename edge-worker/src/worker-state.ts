@@ -17,6 +17,7 @@ import { createResolver, type Resolver } from "../../shared/resolver/create-reso
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
 import handle from "../policy/handle.ts";
+import { createEdgeCache, fingerprint } from "./edge-cache.ts";
 import type { Env } from "./env.ts";
 import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
@@ -33,7 +34,7 @@ export function workerState(env: Env): WorkerState {
   const raw = env.DOH_CONFIG;
   const key = `${typeof raw === "string" ? raw : JSON.stringify(raw)}\u0000${secretsKey(env)}`;
   if (cached?.key === key) return cached.state;
-  const state = buildState(raw, env);
+  const state = buildState(raw, env, fingerprint(key));
   if (state.ok) {
     for (const warning of state.warnings) console.warn(`doh-edge config warning: ${warning}`);
   } else {
@@ -53,7 +54,8 @@ function secretsKey(env: Env): string {
     .join(",");
 }
 
-function buildState(raw: unknown, env: Env): WorkerState {
+/** `namespace` names this config (and secrets) in the shared cache. */
+function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
   if (raw === undefined || raw === null || raw === "") {
     return { ok: false, message: "DOH_CONFIG is not set (see wrangler.toml [vars])" };
   }
@@ -79,6 +81,8 @@ function buildState(raw: unknown, env: Env): WorkerState {
           ),
       }),
       config.cache,
+      Date.now,
+      typeof caches === "undefined" ? undefined : createEdgeCache(caches.default, namespace),
     );
     const blocklist = createSuffixSet();
     const listsLoaded =

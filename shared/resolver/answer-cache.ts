@@ -98,7 +98,7 @@ function capTtls(msg: Uint8Array, max: number): Uint8Array {
 }
 
 /** How long `answer` may be cached, in ms; undefined = not cacheable. */
-function lifetimeMs(
+export function lifetimeMs(
   config: CacheConfig,
   query: Uint8Array,
   answer: Uint8Array,
@@ -126,6 +126,17 @@ function lifetimeMs(
   if (negative) ms = Math.min(ms, config.negative_ttl);
   ms = Math.min(config.max_ttl, Math.max(config.min_ttl, ms));
   return ms > 0 ? ms : undefined;
+}
+
+/** A stored answer as served at `now` to `query`: TTLs counted down and capped at what is left. */
+export function servedCopy(
+  entry: { answer: Uint8Array; storedAt: number; expiresAt: number },
+  now: number,
+  query: Uint8Array,
+): Uint8Array {
+  const remainingS = Math.ceil((entry.expiresAt - now) / 1000);
+  const aged = ageTtls(entry.answer, Math.floor((now - entry.storedAt) / 1000));
+  return adaptAnswer(capTtls(aged, remainingS), query);
 }
 
 export function createAnswerCache(config: CacheConfig, now: () => number): AnswerCache {
@@ -161,9 +172,7 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
       entries.delete(key as string);
       entries.set(key as string, entry);
       stats.hits++;
-      const remainingS = Math.ceil((entry.expiresAt - t) / 1000);
-      const aged = ageTtls(entry.answer, Math.floor((t - entry.storedAt) / 1000));
-      return adaptAnswer(capTtls(aged, remainingS), query);
+      return servedCopy(entry, t, query);
     },
     getStale(query) {
       if (config.size === 0 || !config.serve_stale) return undefined;

@@ -12,16 +12,36 @@ import {
   type CacheStats,
   cacheKey,
   createAnswerCache,
+  lifetimeMs,
+  servedCopy,
 } from "./answer-cache.ts";
 import type { ResolveOutcome, Resolver } from "./create-resolver.ts";
 
 export interface CachedResolverStats extends CacheStats {
   /** Queries answered by joining an identical one already in flight. */
   coalesced: number;
+  /** Queries answered from the shared cache (also counted as in-memory misses). */
+  sharedHits: number;
 }
 
 export interface CachedResolver extends Resolver {
   cacheStats(): CachedResolverStats;
+}
+
+/** A stored answer in a shared second-level cache. */
+export interface SharedEntry {
+  answer: Uint8Array;
+  storedAt: number;
+  expiresAt: number;
+}
+
+/**
+ * A cache shared beyond this process (the Cache API on the worker): asked on
+ * a miss of the in-memory cache, filled with what the in-memory cache keeps.
+ */
+export interface SharedCache {
+  get(key: string): Promise<SharedEntry | undefined>;
+  put(key: string, entry: SharedEntry): Promise<void>;
 }
 
 interface Shared {
@@ -38,10 +58,12 @@ export function createCachedResolver(
   resolver: Resolver,
   config: CacheConfig,
   now: () => number = Date.now,
+  sharedCache?: SharedCache,
 ): CachedResolver {
   const cache: AnswerCache = createAnswerCache(config, now);
   const inFlight = new Map<string, Shared>();
   let coalesced = 0;
+  let sharedHits = 0;
 
   function resolveShared(key: string, query: Uint8Array): Shared {
     const controller = new AbortController();
@@ -49,8 +71,16 @@ export function createCachedResolver(
       controller,
       askers: 0,
       outcome: resolver.resolve(query, controller.signal).then((outcome) => {
-        if (outcome.kind === "answer" || outcome.kind === "servfail")
-          cache.put(query, outcome.answer);
+        if (outcome.kind === "answer" || outcome.kind === "servfail") {
+          const stored = cache.put(query, outcome.answer);
+          const ms = stored && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
+          if (ms !== undefined) {
+            const t = now();
+            sharedCache
+              ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
+              .catch(() => {});
+          }
+        }
         return outcome;
       }),
     };
@@ -93,6 +123,16 @@ export function createCachedResolver(
       if (key === undefined) return resolver.resolve(query, signal); // FORMERR path
       const hit = cache.get(query);
       if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
+      if (sharedCache && !inFlight.has(key)) {
+        const entry = await sharedCache.get(key).catch(() => undefined);
+        const t = now();
+        if (entry && t < entry.expiresAt) {
+          const answer = servedCopy(entry, t, query);
+          cache.put(query, answer);
+          sharedHits++;
+          return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
+        }
+      }
       let shared = inFlight.get(key);
       if (shared) coalesced++;
       else shared = resolveShared(key, query);
@@ -115,6 +155,6 @@ export function createCachedResolver(
     status: () => resolver.status(),
     start: () => resolver.start(),
     close: () => resolver.close(),
-    cacheStats: () => ({ ...cache.stats(), coalesced }),
+    cacheStats: () => ({ ...cache.stats(), coalesced, sharedHits }),
   };
 }

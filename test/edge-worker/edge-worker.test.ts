@@ -15,9 +15,11 @@ const fault = (name: string) => `${doh}/fault/${name}`;
 
 type Config = Record<string, unknown>;
 const upstream = (name: string, url: string, extra: Config = {}) => ({ name, url, ...extra });
+/** One route over `upstreams`; no cache, so every query shows the transport's behaviour. */
 const oneRoute = (upstreams: Config[], route: Config = {}): Config => ({
   upstreams,
   routes: [{ zones: ["."], upstreams: upstreams.map((u) => u.name), ...route }],
+  cache: { size: 0 },
 });
 
 async function ask(
@@ -128,13 +130,10 @@ describe("edge worker routing and selection", () => {
   });
 
   it("spreads weighted_random picks by weight (80/20 over 200 queries, ±5 sd)", async () => {
-    const config = {
-      ...oneRoute([upstream("a", A, { weight: 80 }), upstream("b", B, { weight: 20 })], {
-        policy: "weighted_random",
-        server_count: 1,
-      }),
-      cache: { size: 0 }, // every query must reach an upstream
-    };
+    const config = oneRoute([upstream("a", A, { weight: 80 }), upstream("b", B, { weight: 20 })], {
+      policy: "weighted_random",
+      server_count: 1,
+    });
     let fromA = 0;
     for (let i = 0; i < 200; i++) {
       const got = addresses((await ask(config, "www.example.test.")).answer);
