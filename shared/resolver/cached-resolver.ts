@@ -36,7 +36,7 @@ export interface SharedEntry {
 }
 
 /**
- * A cache shared beyond this process (the Cache API on the worker): asked on
+ * A cache shared beyond this instance (the Cache API on the worker): asked on
  * a miss of the in-memory cache, filled with what the in-memory cache keeps.
  */
 export interface SharedCache {
