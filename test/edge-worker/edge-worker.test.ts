@@ -175,6 +175,8 @@ describe("edge worker failure paths", () => {
     ["truncated body", fault("truncated")],
     ["timeout", fault("hang")],
     ["connection refused", `http://127.0.0.1:${inject("closedPort")}/dns-query`],
+    ["answer with another message ID", fault("wrong-id")],
+    ["DoT certificate from an untrusted CA", `tls://127.0.0.1:${inject("untrustedTlsPort")}`],
   ];
   for (const [label, url] of cases) {
     it(`answers SERVFAIL with an EDE within the timeout: ${label}`, async () => {

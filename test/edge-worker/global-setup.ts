@@ -19,6 +19,7 @@ import {
   startUnbound,
 } from "../support/dns-servers.ts";
 import { startDohTestServer } from "../support/doh-test-server.ts";
+import { startFaultServer } from "../support/fault-server.ts";
 import { startProcess, untilReady, waitForTcp } from "../support/processes.ts";
 
 const RELAY_BIN = fileURLToPath(new URL("../../relay/bin/doh-relay.mjs", import.meta.url));
@@ -106,6 +107,17 @@ export default async function setup(project: TestProject) {
     project.provide("dohPort", doh.port);
     project.provide("unboundTlsPort", unbound.tlsPort!);
     project.provide("closedPort", await freePort());
+    // DoT with a certificate from a CA nothing trusts (a throwaway one).
+    const untrustedCerts = await createTestCertificates();
+    const untrusted = await startFaultServer(untrustedCerts);
+    started.push({
+      port: untrusted.port,
+      stop: async () => {
+        await untrusted.stop();
+        await rm(untrustedCerts.dir, { recursive: true, force: true });
+      },
+    });
+    project.provide("untrustedTlsPort", untrusted.tlsPort);
     const relayToken = randomBytes(18).toString("base64url");
     const relay = await startRelayProcess(relayToken, {
       "lan-udp": `udp://127.0.0.1:${unbound.port}`,

@@ -6,6 +6,8 @@ declare module "vitest" {
     dohPort: number;
     unboundTlsPort: number;
     closedPort: number;
+    /** DoT whose certificate chains to a CA the system does not trust. */
+    untrustedTlsPort: number;
     /** The relay's origin endpoint (HTTP/1.1 and h2c on 127.0.0.1). */
     relayOriginPort: number;
     /** Its bearer token (the worker's RELAY_TOKEN secret). */

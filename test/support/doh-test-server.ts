@@ -6,12 +6,13 @@
 //   /fault/truncated       promises 300 bytes, sends 20, closes
 //   /fault/hang            never answers
 //   /fault/servfail        a SERVFAIL answer with the query's ID
+//   /fault/wrong-id        an answer with another message ID
 //   /lists/<any>           a small hosts-format block list
 //   /origin/<name>         a relay origin endpoint stand-in: forwards to backend "origin"
 // Every request is recorded (path, method, authorization) for assertions.
 
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import { buildErrorResponse, Rcode } from "../../shared/dns/wire.ts";
+import { buildErrorResponse, Rcode, readId, withId } from "../../shared/dns/wire.ts";
 import { decodeBase64Url } from "../../shared/doh/base64url.ts";
 import { udpExchange } from "./processes.ts";
 
@@ -77,6 +78,11 @@ export async function startDohTestServer(backends: Record<string, number>): Prom
           return;
         case "servfail":
           if (query) send(buildErrorResponse(query, Rcode.SERVFAIL));
+          return;
+        case "wrong-id":
+          // A well-formed answer to the question, under another message ID.
+          if (query)
+            send(withId(buildErrorResponse(query, Rcode.NXDOMAIN), (readId(query) + 1) & 0xffff));
           return;
       }
     }
