@@ -138,7 +138,26 @@ export function createRelayMetrics(): RelayMetrics {
   };
 }
 
-const POOL_FAMILIES: [keyof PoolStats, string, "gauge" | "counter", string][] = [
+/** A metric family per field of a stats object: [field, name, type, help]. */
+type Families<T> = [keyof T, string, "gauge" | "counter", string][];
+
+/** Each family with one sample per labelled stats object, in Prometheus text. */
+function renderFamilies<T>(
+  families: Families<T>,
+  samples: readonly (readonly [Record<string, string>, T])[],
+): string {
+  const out: string[] = [];
+  for (const [key, family, type, help] of families) {
+    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`);
+    for (const [sampleLabels, stats] of samples) {
+      const text = Object.keys(sampleLabels).length > 0 ? labels(sampleLabels) : "";
+      out.push(`${family}${text} ${String(stats[key])}`);
+    }
+  }
+  return `${out.join("\n")}\n`;
+}
+
+const POOL_FAMILIES: Families<PoolStats> = [
   ["open", "doh_relay_upstream_connections", "gauge", "Open pooled upstream connections."],
   ["inFlight", "doh_relay_upstream_in_flight", "gauge", "Queries awaiting an upstream answer."],
   [
@@ -175,19 +194,15 @@ const POOL_FAMILIES: [keyof PoolStats, string, "gauge" | "counter", string][] = 
 
 /** Pool state of every pooled transport, in Prometheus text. */
 export function renderPoolStats(transports: ReadonlyMap<string, Upstream>): string {
-  const pools = [...transports].flatMap(([name, t]) =>
-    isPooled(t) ? [[name, t.poolStats()] as const] : [],
+  return renderFamilies(
+    POOL_FAMILIES,
+    [...transports].flatMap(([name, t]) =>
+      isPooled(t) ? [[{ upstream: name }, t.poolStats()] as const] : [],
+    ),
   );
-  const out: string[] = [];
-  for (const [key, family, type, help] of POOL_FAMILIES) {
-    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`);
-    for (const [name, stats] of pools)
-      out.push(`${family}${labels({ upstream: name })} ${stats[key]}`);
-  }
-  return `${out.join("\n")}\n`;
 }
 
-const CACHE_FAMILIES: [keyof CachedResolverStats, string, "gauge" | "counter", string][] = [
+const CACHE_FAMILIES: Families<CachedResolverStats> = [
   ["hits", "doh_relay_cache_hits_total", "counter", "Queries answered from the cache."],
   ["misses", "doh_relay_cache_misses_total", "counter", "Queries not in the cache (or expired)."],
   [
@@ -209,11 +224,7 @@ const CACHE_FAMILIES: [keyof CachedResolverStats, string, "gauge" | "counter", s
 
 /** The answer cache's counters, in Prometheus text. */
 export function renderCacheStats(stats: CachedResolverStats): string {
-  const out: string[] = [];
-  for (const [key, family, type, help] of CACHE_FAMILIES) {
-    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`, `${family} ${stats[key]}`);
-  }
-  return `${out.join("\n")}\n`;
+  return renderFamilies(CACHE_FAMILIES, [[{}, stats]]);
 }
 
 /** Rule and block-list decisions by action, in Prometheus text. */
