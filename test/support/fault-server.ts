@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
-import { readId } from "../../shared/dns/wire.ts";
+import { readId, withId } from "../../shared/dns/wire.ts";
 import { delayAnswer } from "./delay-dns-server.ts";
 import { freePort, type TestCertificates } from "./dns-servers.ts";
 
@@ -26,6 +26,13 @@ export const FAULT_MODES = [
 ] as const;
 
 export type FaultMode = (typeof FAULT_MODES)[number];
+
+interface Step {
+  bytes: Uint8Array;
+  delayMs?: number;
+  /** Streams: end the connection after these bytes, or after half of them. */
+  end?: "after" | "half";
+}
 
 export interface FaultServer {
   /** UDP and TCP. */
@@ -73,44 +80,49 @@ export async function startFaultServer(certs: TestCertificates): Promise<FaultSe
     timers.add(timer);
   };
 
-  /** What to send back for a query on a stream; undefined = nothing. */
-  function streamReply(query: Uint8Array, socket: Socket) {
-    state.queries++;
+  /**
+   * What the current mode answers to `query`, as steps: bytes to send after
+   * a delay, and for streams whether to end the connection after them (or
+   * after half of them). Modes that only apply to one transport answer
+   * normally on the other.
+   */
+  function stepsFor(query: Uint8Array, stream: boolean): Step[] {
     const ok = delayAnswer(query);
-    if (!ok) return;
-    const send = (bytes: Uint8Array) => {
-      if (!socket.destroyed) socket.write(frameMessage(bytes));
-    };
+    if (!ok) return [];
     switch (state.mode) {
       case "blackhole":
-        return;
+        return [];
       case "slow":
-        later(state.slowMs, () => send(ok.answer));
-        return;
+        return [{ bytes: ok.answer, delayMs: state.slowMs }];
       case "servfail":
-        send(servfail(query));
-        return;
-      case "wrong_id": {
-        const wrong = ok.answer.slice();
-        wrong[0] = (readId(query) + 1) >> 8;
-        wrong[1] = (readId(query) + 1) & 0xff;
-        send(wrong);
-        later(20, () => send(ok.answer));
-        return;
-      }
+        return [{ bytes: servfail(query) }];
+      case "wrong_id":
+        return [
+          { bytes: withId(ok.answer, (readId(query) + 1) & 0xffff) },
+          { bytes: ok.answer, delayMs: 20 },
+        ];
       case "malformed":
-        send(garbage(query));
-        return;
-      case "partial_close": {
-        const framed = frameMessage(ok.answer);
-        socket.end(framed.subarray(0, framed.length >> 1));
-        return;
-      }
+        return [{ bytes: garbage(query) }];
+      case "partial_close":
+        return stream ? [{ bytes: ok.answer, end: "half" }] : [{ bytes: ok.answer }];
       case "close_after_answer":
-        socket.end(frameMessage(ok.answer));
-        return;
+        return stream ? [{ bytes: ok.answer, end: "after" }] : [{ bytes: ok.answer }];
+      case "truncated": {
+        if (stream) return [{ bytes: ok.answer }];
+        const tc = servfail(query);
+        tc[2] = tc[2]! | 0x02; // TC
+        tc[3] = tc[3]! & 0xf0; // NOERROR
+        return [{ bytes: tc }];
+      }
       default:
-        send(ok.answer);
+        return [{ bytes: ok.answer }];
+    }
+  }
+
+  function run(steps: Step[], send: (step: Step) => void) {
+    for (const step of steps) {
+      if (step.delayMs === undefined) send(step);
+      else later(step.delayMs, () => send(step));
     }
   }
 
@@ -120,46 +132,25 @@ export async function startFaultServer(certs: TestCertificates): Promise<FaultSe
     socket.on("error", () => socket.destroy());
     const reader = createFrameReader();
     socket.on("data", (chunk: Buffer) => {
-      for (const query of reader.push(new Uint8Array(chunk))) streamReply(query, socket);
+      for (const query of reader.push(new Uint8Array(chunk))) {
+        state.queries++;
+        run(stepsFor(query, true), (step) => {
+          if (socket.destroyed) return;
+          const framed = frameMessage(step.bytes);
+          if (step.end === "half") socket.end(framed.subarray(0, framed.length >> 1));
+          else if (step.end === "after") socket.end(framed);
+          else socket.write(framed);
+        });
+      }
     });
   }
 
   const udp = createSocket("udp4");
   udp.on("message", (msg, rinfo) => {
     state.queries++;
-    const query = new Uint8Array(msg);
-    const ok = delayAnswer(query);
-    if (!ok) return;
-    const send = (bytes: Uint8Array) => udp.send(bytes, rinfo.port, rinfo.address);
-    switch (state.mode) {
-      case "blackhole":
-        return;
-      case "slow":
-        later(state.slowMs, () => send(ok.answer));
-        return;
-      case "servfail":
-        send(servfail(query));
-        return;
-      case "wrong_id": {
-        const wrong = ok.answer.slice();
-        wrong[1] = (wrong[1]! + 1) & 0xff;
-        send(wrong);
-        later(20, () => send(ok.answer));
-        return;
-      }
-      case "malformed":
-        send(garbage(query));
-        return;
-      case "truncated": {
-        const tc = servfail(query);
-        tc[2] = tc[2]! | 0x02; // TC
-        tc[3] = tc[3]! & 0xf0; // NOERROR
-        send(tc);
-        return;
-      }
-      default:
-        send(ok.answer);
-    }
+    run(stepsFor(new Uint8Array(msg), false), (step) =>
+      udp.send(step.bytes, rinfo.port, rinfo.address),
+    );
   });
   await new Promise<void>((resolve) => udp.bind(port, "127.0.0.1", resolve));
 
