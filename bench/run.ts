@@ -16,6 +16,7 @@ import type { ManagedProcess } from "../test/support/processes.ts";
 import { benchBlocklist } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
+import { benchDoq } from "./doq.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
 import {
@@ -411,6 +412,25 @@ async function main(): Promise<number> {
         "exceed, so each of its runs starts with fresh, resumed TLS sessions.",
     );
 
+    const doq = await benchDoq({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
+    process.stdout.write(
+      `bench: DoQ ${doq.map((row) => `${row.qps.toFixed(0)} q/s at ${row.concurrency}`).join(", ")}\n`,
+    );
+    const doqSection = [
+      "## DoQ (relay transport)",
+      "",
+      "bench/doq.ts: the relay's quic:// upstream (relay/src/transports/doq.ts, quiche through",
+      "@matrixai/quic 1.2.12's native binding) against the test DoQ server answering from memory in",
+      "another process, over one QUIC connection. dnsdist 1.7 has no DoQ client and kdig 3.2.6 sends",
+      "one query per run, so there is no peer on this path.",
+      "",
+      "| in flight | q/s | avg ms | relay CPU ms/query |",
+      "|---|---|---|---|",
+      ...doq.map(
+        (row) =>
+          `| ${row.concurrency} | ${row.qps.toFixed(0)} | ${row.avgMs.toFixed(2)} | ${row.cpuMsPerQuery.toFixed(3)} |`,
+      ),
+    ];
     const blocklist = benchBlocklist();
     process.stdout.write(
       `bench: blocklist ${blocklist.entries} names loaded in ${(blocklist.parseMs + blocklist.loadMs).toFixed(0)} ms, ${blocklist.lookupNs.toFixed(0)} ns per lookup\n`,
@@ -461,7 +481,7 @@ async function main(): Promise<number> {
         { title: "dnsdist DoT / direct DoT", numerator: "dnsdist-dot", denominator: "direct-dot" },
       ],
       relayCounters,
-      sections: [blocklistSection],
+      sections: [doqSection, blocklistSection],
       notes,
     });
     await writeFile(RESULTS, report);

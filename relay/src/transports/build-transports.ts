@@ -1,5 +1,5 @@
-// Builds the Upstream for each configured upstream by protocol. h3:// is not
-// built yet: asking for it is a startup error naming the key path, never a
+// Builds the Upstream for each configured upstream by protocol. h3:// and
+// statsd are not built yet: asking for it is a startup error naming the key path, never a
 // silent fallback.
 
 import { readFileSync } from "node:fs";
@@ -13,6 +13,7 @@ import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
+import { createDoqUpstream } from "./doq.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
 
@@ -21,7 +22,7 @@ export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   config.upstreams.forEach((upstream, i) => {
     const protocol = upstream.url.protocol;
-    if (protocol === "h3" || protocol === "quic") {
+    if (protocol === "h3") {
       problems.push({
         path: ["upstreams", i, "url"],
         message: `${protocol}:// pools are not built yet`,
@@ -105,6 +106,20 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         lookup,
       });
     }
+    case "quic":
+      // One QUIC connection carries every query: pool.size does not apply.
+      return createDoqUpstream({
+        name,
+        host: url.host,
+        port: url.port,
+        ...tlsOptions(upstream),
+        connectTimeoutMs: pool.connect_timeout,
+        handshakeTimeoutMs: pool.handshake_timeout,
+        idleTimeoutMs: pool.idle_timeout,
+        maxRetries: pool.max_retries,
+        maxInFlight: pool.max_in_flight,
+        lookup,
+      });
     default:
       throw new ConfigError([
         { path: ["upstreams", name], message: `${url.protocol}:// pools are not built yet` },
