@@ -108,6 +108,17 @@ async function resolveHost(host: string, custom: LookupFunction | undefined): Pr
   });
 }
 
+/** Who closed a connection and with what code, for error messages. */
+function describeClose(
+  peer: { isApp: boolean; errorCode: number } | null,
+  local: { isApp: boolean; errorCode: number } | null,
+): string {
+  const error = peer ?? local;
+  if (!error) return "idle timeout";
+  const kind = error.isApp ? "application" : "transport";
+  return `${peer ? "by the server" : "here"}, ${kind} error 0x${error.errorCode.toString(16)}`;
+}
+
 /** Tags an error for the code it should surface as. */
 class DoqFailure extends Error {
   readonly code: UpstreamErrorCode;
@@ -146,9 +157,13 @@ function abortError(signal: AbortSignal, name: string): UpstreamError {
 async function connectedSocket(address: string, port: number): Promise<Socket> {
   const socket = createSocket(isIP(address) === 6 ? "udp6" : "udp4");
   await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject);
+    const fail = (error: Error) => {
+      socket.close();
+      reject(error);
+    };
+    socket.once("error", fail);
     socket.connect(port, address, () => {
-      socket.off("error", reject);
+      socket.off("error", fail);
       resolve();
     });
   });
@@ -297,7 +312,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
           const peer = conn.peerError();
           const local = conn.localError();
           const tls = isCryptoError(quiche, local) || isCryptoError(quiche, peer);
-          const why = `${name}: QUIC connection closed (${JSON.stringify(peer ?? local ?? "idle")})`;
+          const why = `${name}: QUIC connection closed (${describeClose(peer, local)})`;
           if (s) drop(s, new DoqFailure("read", why));
           else {
             closeSocket();
@@ -419,9 +434,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
       } catch (error) {
         throw new DoqFailure("send", `${name}: cannot write a QUIC stream`, error);
       }
-      const reply = await answer;
-      // The answer is in: the rest of the stream is of no use (RFC 9250 §4.2 allows one answer).
-      return reply;
+      return await answer;
     } finally {
       signal.removeEventListener("abort", onAbort);
       s.streams.delete(streamId);
