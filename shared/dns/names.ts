@@ -51,7 +51,7 @@ export function scanName(
       if (length + len + 2 > MAX_NAME_LENGTH) {
         throw new DnsWireError("name_too_long", "name longer than 255 octets", pos);
       }
-      if (out) out.set(msg.subarray(pos, pos + 1 + len), length);
+      if (out) for (let i = 0; i <= len; i++) out[length + i] = msg[pos + i]!;
       length += len + 1;
       pos += len + 1;
     } else if (kind === 0xc0) {
@@ -79,15 +79,17 @@ export function skipName(msg: Uint8Array, start: number, limit = msg.length): nu
   return scanName(msg, start, limit).end;
 }
 
+/** Where readName assembles a name before copying out exactly its length. */
+const nameScratch = new Uint8Array(MAX_NAME_LENGTH);
+
 /** The uncompressed wire form (original case) of the name at `start`, and where it ends. */
 export function readName(
   msg: Uint8Array,
   start: number,
   limit = msg.length,
 ): { wire: Uint8Array; end: number } {
-  const out = new Uint8Array(MAX_NAME_LENGTH);
-  const { end, length } = scanName(msg, start, limit, out);
-  return { wire: out.subarray(0, length), end };
+  const { end, length } = scanName(msg, start, limit, nameScratch);
+  return { wire: nameScratch.slice(0, length), end };
 }
 
 /**
@@ -96,7 +98,7 @@ export function readName(
  * included) are escaped RFC 1035 style (\. \\ \DDD), so the text is safe to log.
  */
 export function nameToText(wire: Uint8Array): string {
-  let text = "";
+  const codes: number[] = [];
   let pos = 0;
   while (pos < wire.length) {
     const len = wire[pos]!;
@@ -104,15 +106,22 @@ export function nameToText(wire: Uint8Array): string {
     const stop = Math.min(pos + 1 + len, wire.length);
     for (let i = pos + 1; i < stop; i++) {
       const c = wire[i]!;
-      if (c >= 0x41 && c <= 0x5a) text += String.fromCharCode(c | 0x20);
-      else if (c === 0x2e || c === 0x5c) text += `\\${String.fromCharCode(c)}`;
-      else if (c <= 0x20 || c >= 0x7f) text += `\\${c.toString().padStart(3, "0")}`;
-      else text += String.fromCharCode(c);
+      if (c >= 0x41 && c <= 0x5a) codes.push(c | 0x20);
+      else if (c === 0x2e || c === 0x5c) codes.push(0x5c, c);
+      else if (c <= 0x20 || c >= 0x7f) {
+        codes.push(
+          0x5c,
+          0x30 + Math.floor(c / 100),
+          0x30 + (Math.floor(c / 10) % 10),
+          0x30 + (c % 10),
+        );
+      } else codes.push(c);
     }
-    text += ".";
+    codes.push(0x2e);
     pos = stop;
   }
-  return text === "" ? "." : text;
+  // At most 255 octets escaped four-fold: well inside fromCharCode's argument limit.
+  return codes.length === 0 ? "." : String.fromCharCode(...codes);
 }
 
 /** Case-insensitive (ASCII) equality of two uncompressed wire names. */
