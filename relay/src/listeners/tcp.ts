@@ -76,10 +76,6 @@ export async function startStreamListener(options: StreamListenerOptions): Promi
           .finally(() => {
             pending.done();
             inFlight--;
-            // The idle clock restarts when the last query settles: one that
-            // expired while queries were out (some dropped unanswered) must not
-            // leave the connection open for good.
-            if (inFlight === 0) socket.setTimeout(config.idle_timeout);
             maybeEnd();
           });
         if (limit > 0 && received >= limit) {

@@ -1,6 +1,6 @@
 // Builds the Upstream for each configured upstream by protocol. h3:// and
-// statsd are not built yet: asking for it is a startup error naming the key path, never a
-// silent fallback.
+// statsd are not built yet: asking for either is a startup error naming the
+// key path, never a silent fallback.
 
 import { readFileSync } from "node:fs";
 import {
