@@ -2,11 +2,12 @@
 // instances serving the same zones with different data (so a test can see
 // which upstream answered), unbound in front of one of them (plain and DoT,
 // with a certificate from the system-trusted test CA), and the suite's own
-// HTTP/1.1 DoH server in front of both, and the relay itself (a child
-// process) with only its origin endpoint, for `via` upstreams.
+// HTTP/1.1 DoH server in front of both, a DoQ server in front of unbound, and
+// the relay itself (a child process) with only its origin endpoint, for `via`
+// upstreams.
 
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +20,7 @@ import {
   startUnbound,
 } from "../support/dns-servers.ts";
 import { startDohTestServer } from "../support/doh-test-server.ts";
+import { startDoqServer } from "../support/doq-server.ts";
 import { startFaultServer } from "../support/fault-server.ts";
 import { startProcess, untilReady, waitForTcp } from "../support/processes.ts";
 
@@ -26,11 +28,11 @@ const RELAY_BIN = fileURLToPath(new URL("../../relay/bin/doh-relay.mjs", import.
 
 /**
  * `doh-relay` with only listen.origin on a free loopback port, RELAY_TOKEN in
- * its environment, and the given upstreams (name → URL).
+ * its environment, and the given upstreams (name → URL, or → URL and other keys).
  */
 async function startRelayProcess(
   token: string,
-  upstreams: Record<string, string>,
+  upstreams: Record<string, string | { url: string; [key: string]: string }>,
 ): Promise<RunningServer & { metricsPort: number }> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-relay-"));
   const port = await freePort();
@@ -43,7 +45,10 @@ async function startRelayProcess(
   metrics: "127.0.0.1:${metricsPort}"
 upstreams:
 ${Object.entries(upstreams)
-  .map(([name, url]) => `  - { name: ${name}, url: "${url}" }\n`)
+  // JSON is YAML.
+  .map(
+    ([name, u]) => `  - ${JSON.stringify({ name, ...(typeof u === "string" ? { url: u } : u) })}\n`,
+  )
   .join("")}log: { level: warn }
 `,
   );
@@ -118,10 +123,21 @@ export default async function setup(project: TestProject) {
       },
     });
     project.provide("untrustedTlsPort", untrusted.tlsPort);
+    const doq = await startDoqServer({
+      cert: await readFile(certs.certFile, "utf8"),
+      key: await readFile(certs.keyFile, "utf8"),
+      backendPort: unbound.port,
+    });
+    started.push(doq);
     const relayToken = randomBytes(18).toString("base64url");
     const relay = await startRelayProcess(relayToken, {
       "lan-udp": `udp://127.0.0.1:${unbound.port}`,
       "lan-tcp": `tcp://127.0.0.1:${unbound.port}`,
+      "lan-doq": {
+        url: `quic://127.0.0.1:${doq.port}`,
+        ca: certs.caFile,
+        tls_servername: "dns.test",
+      },
       "lan-down": `tcp://127.0.0.1:${await freePort()}`,
     });
     started.push(relay);

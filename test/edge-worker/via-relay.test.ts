@@ -1,7 +1,8 @@
 // The worker's `via` upstreams through a real relay process (see
 // global-setup.ts): the worker POSTs to the relay's origin endpoint, the
 // relay asks unbound (in front of nsd "A", which answers 192.0.2.1) with
-// its own UDP or pooled TCP transport.
+// its own UDP, pooled TCP or DoQ transport (DoQ through the suite's DoQ
+// server in front of unbound).
 
 import { describe, expect, inject, it } from "vitest";
 import { handle } from "../../edge-worker/src/index.ts";
@@ -33,8 +34,8 @@ const addresses = (answer: Uint8Array) =>
   (decodeMessage(answer).answers ?? []).filter((r) => r.type === "A").map((r) => r.data);
 
 describe("edge worker via a relay's origin endpoint", () => {
-  it("gets real data through the relay's UDP and pooled TCP transports", async () => {
-    for (const upstream of ["lan-udp", "lan-tcp"]) {
+  it("gets real data through the relay's UDP, pooled TCP and DoQ transports", async () => {
+    for (const upstream of ["lan-udp", "lan-tcp", "lan-doq"]) {
       const answer = await ask(viaRelay(upstream), "www.example.test.", inject("relayToken"));
       expect(readRcode(answer)).toBe(Rcode.NOERROR);
       expect(readId(answer)).toBe(2468);
