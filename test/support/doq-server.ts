@@ -89,13 +89,16 @@ export async function startDoqServer(options: DoqServerOptions): Promise<DoqServ
     const keys = [hex(dcid), hex(scid)];
     const link: QuicheLink = new QuicheLink(conn, local, quiche.MAX_DATAGRAM_SIZE, send, {
       onStreamData(streamId, data) {
+        // A bare FIN after the query (or after we answered) carries nothing to read.
+        if (data.length === 0) return;
         const frames = queries.get(streamId) ?? createFrameReader();
         queries.set(streamId, frames);
         const [query] = frames.push(data);
         if (!query) return;
         queries.delete(streamId);
         ids.push(readId(query));
-        Promise.resolve(answer(query)).then(
+        // A throwing `answer` resets the stream like a rejecting one.
+        new Promise<Uint8Array>((resolve) => resolve(answer(query))).then(
           (reply) => {
             if (link.isEnded) return;
             // The reply goes out under the query's ID: 0 from an RFC 9250 client.
