@@ -71,6 +71,15 @@ describe("bootstrap resolution", () => {
       await boot.resolve("dot.boot.test");
       expect(boot.queries).toBe(sent + 2);
       expect(await boot.resolve("v6.boot.test")).toEqual([{ address: "::1", family: 6 }]);
+      // An address passes straight through the lookup, with no bootstrap query.
+      const before = boot.queries;
+      const looked = await new Promise((resolve, reject) =>
+        boot.lookup("0.0.0.0", { family: 4 }, (error, address) =>
+          error ? reject(error) : resolve(address),
+        ),
+      );
+      expect(looked).toBe("0.0.0.0");
+      expect(boot.queries).toBe(before);
     } finally {
       await boot.close();
     }
@@ -139,31 +148,36 @@ describe("bootstrap resolution", () => {
     expect(query.length).toBe(buildQuery("a.test", 1, { ednsUdpSize: 1232 }).length + 4 + 4 + 5);
   });
 
-  it("lets the relay reach a DoT upstream known only by a name the bootstrap server holds", async () => {
-    const relay: Relay = await startTestRelay({
-      listen: { udp: { addr: "127.0.0.1:5353" } },
-      bootstrap: [`127.0.0.1:${nsd.port}`],
-      upstreams: [
-        {
-          name: "dot",
-          url: `tls://dot.boot.test:${unbound.tlsPort}`,
-          tls_servername: "dns.test",
-          ca: await readFile(certs.caFile, "utf8"),
-        },
-      ],
-    });
-    try {
-      const answer = await udpFrom(
-        "127.0.0.1",
-        portOf(relay, "udp"),
-        buildQuery("www.relay.test", 1, { id: 5 }),
-        3000,
-      );
-      expect(answer).toBeDefined();
-      expect(readRcode(answer as Uint8Array)).toBe(Rcode.NOERROR);
-      expect(decodeMessage(answer as Uint8Array).answers?.[0]?.data).toBe("192.0.2.10");
-    } finally {
-      await relay.shutdown(1000);
+  it("lets the relay reach UDP and DoT upstreams known only by a name the bootstrap server holds", async () => {
+    const upstreams = [
+      // dgram also looks up its bind address (0.0.0.0) through the same function.
+      { name: "udp", url: `udp://dot.boot.test:${unbound.port}` },
+      {
+        name: "dot",
+        url: `tls://dot.boot.test:${unbound.tlsPort}`,
+        tls_servername: "dns.test",
+        ca: await readFile(certs.caFile, "utf8"),
+      },
+    ];
+    for (const upstream of upstreams) {
+      const relay: Relay = await startTestRelay({
+        listen: { udp: { addr: "127.0.0.1:5353" } },
+        bootstrap: [`127.0.0.1:${nsd.port}`],
+        upstreams: [upstream],
+      });
+      try {
+        const answer = await udpFrom(
+          "127.0.0.1",
+          portOf(relay, "udp"),
+          buildQuery("www.relay.test", 1, { id: 5 }),
+          3000,
+        );
+        expect(answer, upstream.name).toBeDefined();
+        expect(readRcode(answer as Uint8Array)).toBe(Rcode.NOERROR);
+        expect(decodeMessage(answer as Uint8Array).answers?.[0]?.data).toBe("192.0.2.10");
+      } finally {
+        await relay.shutdown(1000);
+      }
     }
   });
 });

@@ -7,6 +7,7 @@
 // Optional EDNS Client Subnet (RFC 7871) goes on these lookups only.
 
 import type { LookupAddress, LookupOptions } from "node:dns";
+import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { type Cidr, parseIp } from "../../../shared/config/ip.ts";
 import type { HostPort } from "../../../shared/config/upstream-url.ts";
@@ -144,6 +145,15 @@ export function createBootstrap(options: BootstrapOptions): Bootstrap {
 
   const lookup: LookupFunction = (hostname, lookupOptions, callback) => {
     const opts = typeof lookupOptions === "number" ? { family: lookupOptions } : lookupOptions;
+    // An address needs no lookup; dgram also asks for its bind address (0.0.0.0) here.
+    const literal = isIP(hostname);
+    if (literal !== 0) {
+      const address = { address: hostname, family: literal };
+      process.nextTick(() =>
+        opts.all ? callback(null, [address]) : callback(null, hostname, literal),
+      );
+      return;
+    }
     resolve(hostname).then(
       (all) => {
         const family = opts.family === "IPv4" ? 4 : opts.family === "IPv6" ? 6 : opts.family;
