@@ -10,13 +10,11 @@
 // since BoringSSL's name check in quiche matches DNS names only.
 
 import { randomBytes, X509Certificate } from "node:crypto";
-import { createSocket, type Socket } from "node:dgram";
-import { lookup } from "node:dns/promises";
 import { isIP, type LookupFunction } from "node:net";
 import { rootCertificates } from "node:tls";
 import { createFrameReader, type FrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, withId } from "../../../shared/dns/wire.ts";
-import { UpstreamError, type UpstreamErrorCode } from "../../../shared/engine/errors.ts";
+import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 import {
   buildQuicheConfig,
@@ -26,6 +24,7 @@ import {
   type QuicheConfig,
   QuicheLink,
 } from "./quiche-link.ts";
+import { connectUdpSocket } from "./udp.ts";
 
 export interface DoqUpstreamOptions {
   name: string;
@@ -97,17 +96,6 @@ export function verifyChainForIp(
   }
 }
 
-async function resolveHost(host: string, custom: LookupFunction | undefined): Promise<string> {
-  if (isIP(host) !== 0) return host;
-  if (!custom) return (await lookup(host)).address;
-  return new Promise((resolve, reject) => {
-    custom(host, {}, (error, address) => {
-      if (error) reject(error);
-      else resolve(typeof address === "string" ? address : (address[0]?.address ?? ""));
-    });
-  });
-}
-
 /** Who closed a connection and with what code, for error messages. */
 function describeClose(
   peer: { isApp: boolean; errorCode: number } | null,
@@ -119,20 +107,10 @@ function describeClose(
   return `${peer ? "by the server" : "here"}, ${kind} error 0x${error.errorCode.toString(16)}`;
 }
 
-/** Tags an error for the code it should surface as. */
-class DoqFailure extends Error {
-  readonly code: UpstreamErrorCode;
-  constructor(code: UpstreamErrorCode, message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = "DoqFailure";
-    this.code = code;
-  }
-}
-
 interface PendingAnswer {
   frames: FrameReader;
   resolve(answer: Uint8Array): void;
-  reject(error: DoqFailure): void;
+  reject(error: UpstreamError): void;
 }
 
 interface Session {
@@ -151,23 +129,6 @@ interface Session {
 
 function abortError(signal: AbortSignal, name: string): UpstreamError {
   return new UpstreamError("aborted", name, undefined, { cause: signal.reason });
-}
-
-/** A UDP socket connected to the upstream, on the matching address family. */
-async function connectedSocket(address: string, port: number): Promise<Socket> {
-  const socket = createSocket(isIP(address) === 6 ? "udp6" : "udp4");
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: Error) => {
-      socket.close();
-      reject(error);
-    };
-    socket.once("error", fail);
-    socket.connect(port, address, () => {
-      socket.off("error", fail);
-      resolve();
-    });
-  });
-  return socket;
 }
 
 export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
@@ -210,7 +171,9 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     ticket = which.link.conn.session() ?? ticket;
     which.link.close(errorCode);
     for (const pending of which.streams.values()) {
-      pending.reject(new DoqFailure("read", `${name}: QUIC connection closed`, reason));
+      pending.reject(
+        new UpstreamError("read", name, `${name}: QUIC connection closed`, { cause: reason }),
+      );
     }
     which.streams.clear();
     for (const wake of which.waiting.splice(0)) wake();
@@ -237,15 +200,15 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
 
   async function open(): Promise<Session> {
     const quiche = await loadQuiche();
-    let address: string;
-    let socket: Socket;
+    const { socket, ready } = connectUdpSocket(host, port, options.lookup);
     try {
-      address = await resolveHost(host, options.lookup);
-      socket = await connectedSocket(address, port);
+      await ready;
     } catch (error) {
+      socket.close();
       throw new UpstreamError("connect", name, `${name}: ${String(error)}`, { cause: error });
     }
     const local = socket.address();
+    const address = socket.remoteAddress().address;
     let socketClosed = false;
     const closeSocket = () => {
       if (socketClosed) return;
@@ -296,12 +259,20 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
           const [answer] = pending.frames.push(data);
           if (answer) pending.resolve(answer);
           else if (fin)
-            pending.reject(new DoqFailure("read", `${name}: stream ended before the answer`));
+            pending.reject(
+              new UpstreamError("read", name, `${name}: stream ended before the answer`),
+            );
         },
         onStreamReset(streamId, code) {
           s?.streams
             .get(streamId)
-            ?.reject(new DoqFailure("read", `${name}: the server reset the stream (code ${code})`));
+            ?.reject(
+              new UpstreamError(
+                "read",
+                name,
+                `${name}: the server reset the stream (code ${code})`,
+              ),
+            );
         },
         onReceived() {
           if (!s) return;
@@ -313,7 +284,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
           const local = conn.localError();
           const tls = isCryptoError(quiche, local) || isCryptoError(quiche, peer);
           const why = `${name}: QUIC connection closed (${describeClose(peer, local)})`;
-          if (s) drop(s, new DoqFailure("read", why));
+          if (s) drop(s, new UpstreamError("read", name, why));
           else {
             closeSocket();
             settle(new UpstreamError(tls ? "tls" : "connect", name, why));
@@ -325,7 +296,8 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
       link.receive(packet, { host: from.address, port: from.port });
     });
     socket.on("error", (error) => {
-      if (s) drop(s, new DoqFailure("read", `${name}: ${error.message}`, error));
+      if (s)
+        drop(s, new UpstreamError("read", name, `${name}: ${error.message}`, { cause: error }));
       else
         settle(new UpstreamError("connect", name, `${name}: ${error.message}`, { cause: error }));
     });
@@ -403,7 +375,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     });
   }
 
-  /** One query on one stream; rejects with a DoqFailure, or an abort error. */
+  /** One query on one stream; rejects with an UpstreamError (`aborted` when the caller gave up). */
   async function exchange(
     s: Session,
     framed: Uint8Array,
@@ -412,7 +384,8 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     // Waits while the peer's stream limit (its initial_max_streams_bidi, raised
     // as streams finish) is used up; no await between this check and the write.
     for (;;) {
-      if (s.dead.signal.aborted) throw new DoqFailure("send", `${name}: QUIC connection closed`);
+      if (s.dead.signal.aborted)
+        throw new UpstreamError("send", name, `${name}: QUIC connection closed`);
       if (signal.aborted) throw abortError(signal, name);
       if (s.link.conn.peerStreamsLeftBidi() > 0) break;
       await moreStreams(s, signal);
@@ -432,7 +405,9 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
       try {
         s.link.write(streamId, framed, true);
       } catch (error) {
-        throw new DoqFailure("send", `${name}: cannot write a QUIC stream`, error);
+        throw new UpstreamError("send", name, `${name}: cannot write a QUIC stream`, {
+          cause: error,
+        });
       }
       return await answer;
     } finally {
@@ -467,7 +442,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
               throw abortError(signal, name);
             }
             if (closed) throw new UpstreamError("closed", name);
-            const failure = error instanceof DoqFailure ? error : undefined;
+            const failure = error instanceof UpstreamError ? error : undefined;
             const died = s.dead.signal.aborted || failure?.code === "send";
             if (died) drop(s, error);
             // Only a connection that died under the query is worth another try.

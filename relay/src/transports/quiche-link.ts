@@ -128,10 +128,6 @@ export class QuicheLink {
     this.handlers = handlers;
   }
 
-  get isEstablished(): boolean {
-    return this.established;
-  }
-
   get isEnded(): boolean {
     return this.ended;
   }

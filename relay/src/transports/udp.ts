@@ -7,6 +7,7 @@
 
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
+import type { LookupFunction } from "node:net";
 import { readHeader, readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
@@ -30,6 +31,31 @@ interface Slot {
   pending: Map<number, Waiter>;
   uses: number;
   retired: boolean;
+}
+
+/**
+ * A UDP socket connected to `host`:`port`; `ready` settles once it is. A host
+ * name goes through `lookup` (the relay's bootstrap servers), as IPv4 unless
+ * the host is an IPv6 literal. Used by the UDP and DoQ upstreams.
+ */
+export function connectUdpSocket(
+  host: string,
+  port: number,
+  lookup?: LookupFunction,
+): { socket: Socket; ready: Promise<void> } {
+  const socket = createSocket({
+    type: host.includes(":") ? "udp6" : "udp4",
+    // dgram's type asks for the single-address form, which lookup gives without `all`.
+    ...(lookup ? { lookup: lookup as SocketOptions["lookup"] } : {}),
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.connect(port, host, () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  });
+  return { socket, ready };
 }
 
 export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
@@ -60,24 +86,8 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   }
 
   function open(): Slot {
-    const socket = createSocket({
-      type: host.includes(":") ? "udp6" : "udp4",
-      // dgram's type asks for the single-address form, which lookup gives without `all`.
-      ...(options.lookup ? { lookup: options.lookup as SocketOptions["lookup"] } : {}),
-    });
-    const slot: Slot = {
-      socket,
-      pending: new Map(),
-      uses: 0,
-      retired: false,
-      ready: new Promise((resolve, reject) => {
-        socket.once("error", reject);
-        socket.connect(port, host, () => {
-          socket.off("error", reject);
-          resolve();
-        });
-      }),
-    };
+    const { socket, ready } = connectUdpSocket(host, port, options.lookup);
+    const slot: Slot = { socket, ready, pending: new Map(), uses: 0, retired: false };
     slot.ready.catch(() => {});
     socket.on("error", (error) =>
       fail(slot, new UpstreamError("send", name, undefined, { cause: error })),
