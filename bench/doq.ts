@@ -4,15 +4,14 @@
 // level, queries run for `seconds` or up to a count, whichever ends first.
 // Run from bench/run.ts, or alone: `node bench/doq.ts [seconds]`.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createDoqUpstream } from "../relay/src/transports/doq.ts";
 import { buildQuery } from "../shared/dns/query.ts";
-import { createTestCertificates } from "../test/support/dns-servers.ts";
+import { createTestCertificates, freePort } from "../test/support/dns-servers.ts";
 import { startDoqServer } from "../test/support/doq-server.ts";
+import { type ManagedProcess, startProcess } from "../test/support/processes.ts";
 
 export interface DoqBenchRow {
   concurrency: number;
@@ -34,38 +33,31 @@ function fixedAnswer(query: Uint8Array): Uint8Array {
   return answer;
 }
 
-/** Child-process side: serve DoQ from memory, print the port, stop when stdin closes. */
-async function serve(certDir: string): Promise<void> {
+/** Child-process side: serve DoQ from memory on `port` until SIGTERM. */
+async function serve(certDir: string, port: number): Promise<void> {
   const [cert, key] = await Promise.all([
     readFile(join(certDir, "server.pem"), "utf8"),
     readFile(join(certDir, "server.key"), "utf8"),
   ]);
-  const server = await startDoqServer({ cert, key, answer: fixedAnswer });
-  process.stdout.write(`${JSON.stringify({ port: server.port })}\n`);
-  process.stdin.resume();
-  process.stdin.on("end", () => {
+  const server = await startDoqServer({ cert, key, answer: fixedAnswer, port });
+  process.once("SIGTERM", () => {
     void server.stop().finally(() => process.exit(0));
   });
 }
 
-async function startServerProcess(certDir: string): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(
-    process.execPath,
-    [...process.execArgv, fileURLToPath(import.meta.url), "--serve", certDir],
-    {
-      stdio: ["pipe", "pipe", "inherit"],
-    },
-  );
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("DoQ bench server did not start")), 10_000);
-    child.once("exit", (code) => reject(new Error(`DoQ bench server exited (${code})`)));
-    lines.once("line", (line) => {
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { port: number }).port);
-    });
-  });
-  return { port, child };
+/** Asks until the server answers (it is up), or throws after 10 s. */
+async function untilAnswering(proc: ManagedProcess, ask: () => Promise<unknown>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) break;
+    const answered = await ask().then(
+      () => true,
+      () => false,
+    );
+    if (answered) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the DoQ bench server did not answer:\n${proc.log()}`);
 }
 
 export async function benchDoq(opts: {
@@ -73,7 +65,14 @@ export async function benchDoq(opts: {
   concurrency: number[];
 }): Promise<DoqBenchRow[]> {
   const certs = await createTestCertificates();
-  const { port, child } = await startServerProcess(certs.dir);
+  const port = await freePort();
+  const proc = startProcess("doq bench server", process.execPath, [
+    ...process.execArgv,
+    fileURLToPath(import.meta.url),
+    "--serve",
+    certs.dir,
+    String(port),
+  ]);
   const doq = createDoqUpstream({
     name: "doq-bench",
     host: "127.0.0.1",
@@ -90,6 +89,7 @@ export async function benchDoq(opts: {
   const ask = () => doq.query(query, AbortSignal.timeout(5000));
   const rows: DoqBenchRow[] = [];
   try {
+    await untilAnswering(proc, () => doq.query(query, AbortSignal.timeout(500)));
     for (let i = 0; i < WARMUP_QUERIES; i++) await ask();
     for (const concurrency of opts.concurrency) {
       const deadline = performance.now() + opts.seconds * 1000;
@@ -119,19 +119,14 @@ export async function benchDoq(opts: {
     return rows;
   } finally {
     await doq.close();
-    child.stdin?.end();
-    await new Promise((resolve) => {
-      const kill = setTimeout(() => child.kill("SIGKILL"), 3000);
-      child.once("exit", () => resolve(clearTimeout(kill)));
-      if (child.exitCode !== null) resolve(clearTimeout(kill));
-    });
+    await proc.stop();
     await rm(certs.dir, { recursive: true, force: true });
   }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv[2] === "--serve") {
-    await serve(process.argv[3] ?? ".");
+    await serve(process.argv[3] ?? ".", Number(process.argv[4]));
   } else {
     const seconds = Number(process.argv[2] ?? 3);
     const rows = await benchDoq({ seconds, concurrency: [1, 20, 50] });

@@ -30,6 +30,8 @@ let certs: TestCertificates;
 let otherCa: TestCertificates;
 let server: DoqServer;
 let ca: string;
+/** The server certificate and key, PEM, for the tests' own DoQ servers. */
+let tls: { cert: string; key: string };
 
 beforeAll(async () => {
   [nsd, certs, otherCa] = await Promise.all([
@@ -41,8 +43,9 @@ beforeAll(async () => {
     readFile(certs.certFile, "utf8"),
     readFile(certs.keyFile, "utf8"),
   ]);
+  tls = { cert, key };
   ca = await readFile(certs.caFile, "utf8");
-  server = await startDoqServer({ cert, key, backendPort: nsd.port });
+  server = await startDoqServer({ ...tls, backendPort: nsd.port });
 });
 
 afterAll(async () => {
@@ -193,12 +196,8 @@ describe("DoQ upstream", () => {
   });
 
   it("gives up on a connection the server forgot (restarted behind the same address)", async () => {
-    const [cert, key] = await Promise.all([
-      readFile(certs.certFile, "utf8"),
-      readFile(certs.keyFile, "utf8"),
-    ]);
-    const first = await startDoqServer({ cert, key, backendPort: nsd.port });
-    const second = await startDoqServer({ cert, key, backendPort: nsd.port });
+    const first = await startDoqServer({ ...tls, backendPort: nsd.port });
+    const second = await startDoqServer({ ...tls, backendPort: nsd.port });
     const proxy = await startUdpProxy(first.port);
     const doq = upstream({ port: proxy.port, connectTimeoutMs: 100, handshakeTimeoutMs: 100 });
     try {
@@ -283,8 +282,7 @@ describe("DoQ upstream", () => {
 
   it("rejects promptly with aborted when the caller gives up, and keeps the connection", async () => {
     const slow = await startDoqServer({
-      cert: await readFile(certs.certFile, "utf8"),
-      key: await readFile(certs.keyFile, "utf8"),
+      ...tls,
       answer: async (query) => {
         await new Promise((resolve) => setTimeout(resolve, query[2] === 1 ? 300 : 0));
         return query;
@@ -318,8 +316,7 @@ describe("DoQ upstream", () => {
 
   it("drops the connection of a server that answers under a non-zero ID or too short", async () => {
     const misbehaving = await startDoqServer({
-      cert: await readFile(certs.certFile, "utf8"),
-      key: await readFile(certs.keyFile, "utf8"),
+      ...tls,
       keepAnswerId: true,
       // Class 1 (IN) gets an answer under ID 7, class 3 (CH) a 4-byte answer.
       answer: (query) => (query[query.length - 1] === 3 ? new Uint8Array(4) : withId(query, 7)),
