@@ -34,6 +34,8 @@ export function createClientLimits(options: ClientLimitsOptions): ClientLimits {
   const maxClients = options.maxClients ?? 10_000;
   const table = new Map<string, Entry>();
   const burst = Math.max(options.burst, 1);
+  // No limit at all: nothing to track.
+  const unlimited = options.qps <= 0 && options.maxInFlight <= 0;
 
   function evictIdle(): void {
     for (const [key, entry] of table) {
@@ -47,6 +49,7 @@ export function createClientLimits(options: ClientLimitsOptions): ClientLimits {
       return table.size;
     },
     admit(client) {
+      if (unlimited) return "ok";
       const t = now();
       let entry = table.get(client);
       if (entry) {

@@ -28,7 +28,8 @@ const labels = (l: Record<string, string | number>) =>
     .join(",")}}`;
 
 export function createRelayMetrics(): RelayMetrics {
-  const queries = new Map<string, number>();
+  /** Per protocol, per rcode (both from small fixed sets, so their hashes are cached). */
+  const queries = new Map<string, Map<string, number>>();
   const refused = new Map<string, number>();
   const dropped = new Map<string, number>();
   const connections = new Map<string, number>();
@@ -38,7 +39,12 @@ export function createRelayMetrics(): RelayMetrics {
 
   return {
     query(protocol, rcode, seconds) {
-      bump(queries, `${protocol}\u0000${rcode}`);
+      let byRcode = queries.get(protocol);
+      if (!byRcode) {
+        byRcode = new Map();
+        queries.set(protocol, byRcode);
+      }
+      bump(byRcode, rcode);
       let h = latency.get(protocol);
       if (!h) {
         h = { sum: 0, count: 0, buckets: BUCKETS_S.map(() => 0) };
@@ -46,9 +52,8 @@ export function createRelayMetrics(): RelayMetrics {
       }
       h.sum += seconds;
       h.count++;
-      BUCKETS_S.forEach((le, i) => {
-        if (seconds <= le) h.buckets[i]! += 1;
-      });
+      // Cumulative buckets: every bound at or above the value.
+      for (let i = BUCKETS_S.length - 1; i >= 0 && seconds <= BUCKETS_S[i]!; i--) h.buckets[i]!++;
     },
     refused: (reason) => bump(refused, reason),
     dropped: (protocol, reason) => bump(dropped, `${protocol}\u0000${reason}`),
@@ -66,9 +71,10 @@ export function createRelayMetrics(): RelayMetrics {
         "counter",
         "Client queries answered, by protocol and rcode.",
       );
-      for (const [key, n] of queries) {
-        const [protocol = "", rcode = ""] = key.split("\u0000");
-        out.push(`doh_relay_queries_total${labels({ protocol, rcode })} ${n}`);
+      for (const [protocol, byRcode] of queries) {
+        for (const [rcode, n] of byRcode) {
+          out.push(`doh_relay_queries_total${labels({ protocol, rcode })} ${n}`);
+        }
       }
       family("doh_relay_query_duration_seconds", "histogram", "Client query latency.");
       for (const [protocol, h] of latency) {

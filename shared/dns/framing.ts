@@ -1,17 +1,36 @@
 // RFC 1035 §4.2.2 / RFC 7858 / RFC 9250 two-byte length framing, shared by
 // TCP, DoT and DoQ on both runtimes.
 
-export function frameMessage(message: Uint8Array): Uint8Array {
+const newBytes = (size: number) => new Uint8Array(size);
+
+/**
+ * `message` behind its 2-byte length; with `id`, that message ID in place of
+ * its own. `alloc` gives the output bytes (the relay passes Node's pooled
+ * allocator, so a query costs no fresh ArrayBuffer).
+ */
+export function frameMessage(
+  message: Uint8Array,
+  id?: number,
+  alloc: (size: number) => Uint8Array = newBytes,
+): Uint8Array {
   if (message.length > 0xffff) throw new RangeError("DNS message longer than 65535 bytes");
-  const out = new Uint8Array(message.length + 2);
+  const out = alloc(message.length + 2);
   out[0] = message.length >> 8;
   out[1] = message.length & 0xff;
   out.set(message, 2);
+  if (id !== undefined && message.length >= 2) {
+    out[2] = id >> 8;
+    out[3] = id & 0xff;
+  }
   return out;
 }
 
 export interface FrameReader {
-  /** Feeds bytes; returns every message completed by them, in order. */
+  /**
+   * Feeds bytes; returns every message completed by them, in order. The
+   * messages are views of `chunk` (or of the reader's own buffer), so the
+   * caller may keep or change them but must not reuse `chunk`'s memory.
+   */
   push(chunk: Uint8Array): Uint8Array[];
   /** Bytes held for an incomplete message. */
   readonly buffered: number;
@@ -41,7 +60,7 @@ export function createFrameReader(): FrameReader {
       while (data.length - offset >= 2) {
         const size = (data[offset]! << 8) | data[offset + 1]!;
         if (data.length - offset - 2 < size) break;
-        messages.push(data.slice(offset + 2, offset + 2 + size));
+        messages.push(data.subarray(offset + 2, offset + 2 + size));
         offset += 2 + size;
       }
       pending = offset === data.length ? new Uint8Array(0) : data.slice(offset);

@@ -151,6 +151,21 @@ export function isQuery(msg: Uint8Array): boolean {
  * the first defect; errors thrown by `visit` propagate unchanged.
  */
 export function walkRecords(msg: Uint8Array, visit?: (rr: RecordInfo) => void): MessageLayout {
+  return walk(msg, visit, false).layout;
+}
+
+const SECTIONS: readonly RecordSection[] = ["answer", "authority", "additional"];
+
+/**
+ * walkRecords' loop. With `findOpt`, it also returns the additional
+ * section's OPT record (checked: one at most, owned by the root), building
+ * no record object for the others.
+ */
+function walk(
+  msg: Uint8Array,
+  visit: ((rr: RecordInfo) => void) | undefined,
+  findOpt: boolean,
+): { layout: MessageLayout; opt: RecordInfo | undefined } {
   checkSize(msg);
   const header = parseHeader(msg);
   let pos = HEADER_SIZE;
@@ -163,17 +178,14 @@ export function walkRecords(msg: Uint8Array, visit?: (rr: RecordInfo) => void): 
     pos += 4;
   }
   const questionEnd = pos;
-  const sections: [RecordSection, number][] = [
-    ["answer", header.ancount],
-    ["authority", header.nscount],
-    ["additional", header.arcount],
-  ];
-  for (const [section, count] of sections) {
+  let opt: RecordInfo | undefined;
+  for (let s = 0; s < 3; s++) {
+    const count = s === 0 ? header.ancount : s === 1 ? header.nscount : header.arcount;
     for (let index = 0; index < count; index++) {
       if (pos >= msg.length) {
         throw new DnsWireError(
           "count_mismatch",
-          `${section} count ${count} but ${index} records`,
+          `${SECTIONS[s]} count ${count} but ${index} records`,
           pos,
         );
       }
@@ -192,23 +204,34 @@ export function walkRecords(msg: Uint8Array, visit?: (rr: RecordInfo) => void): 
           rdataOffset,
         );
       }
-      visit?.({
-        section,
-        index,
-        offset,
-        nameEnd,
-        type: u16(msg, nameEnd),
-        class: u16(msg, nameEnd + 2),
-        ttl: u32(msg, nameEnd + 4),
-        ttlOffset: nameEnd + 4,
-        rdataOffset,
-        rdlength,
-        end,
-      });
+      const isOpt = findOpt && s === 2 && u16(msg, nameEnd) === OPT;
+      if (visit || isOpt) {
+        const rr: RecordInfo = {
+          section: SECTIONS[s]!,
+          index,
+          offset,
+          nameEnd,
+          type: u16(msg, nameEnd),
+          class: u16(msg, nameEnd + 2),
+          ttl: u32(msg, nameEnd + 4),
+          ttlOffset: nameEnd + 4,
+          rdataOffset,
+          rdlength,
+          end,
+        };
+        visit?.(rr);
+        if (isOpt) {
+          if (opt) throw new DnsWireError("bad_opt", "more than one OPT record", offset);
+          if (nameEnd - offset !== 1 || msg[offset] !== 0) {
+            throw new DnsWireError("bad_opt", "OPT owner name is not the root", offset);
+          }
+          opt = rr;
+        }
+      }
       pos = end;
     }
   }
-  return { header, questionEnd, end: pos };
+  return { layout: { header, questionEnd, end: pos }, opt };
 }
 
 export interface Question {
@@ -302,16 +325,7 @@ export interface Edns {
 
 /** The OPT record of the additional section, if any, with the whole message validated. */
 export function findOpt(msg: Uint8Array): { layout: MessageLayout; opt: RecordInfo | undefined } {
-  let opt: RecordInfo | undefined;
-  const layout = walkRecords(msg, (rr) => {
-    if (rr.type !== OPT || rr.section !== "additional") return;
-    if (opt) throw new DnsWireError("bad_opt", "more than one OPT record", rr.offset);
-    if (rr.nameEnd - rr.offset !== 1 || msg[rr.offset] !== 0) {
-      throw new DnsWireError("bad_opt", "OPT owner name is not the root", rr.offset);
-    }
-    opt = rr;
-  });
-  return { layout, opt };
+  return walk(msg, undefined, true);
 }
 
 function parseOptions(msg: Uint8Array, opt: RecordInfo): EdnsOption[] {

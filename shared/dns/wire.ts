@@ -24,6 +24,7 @@ export { EDE_OPTION_CODE, EdeCode, Rcode, RrType, rrTypeFromName, rrTypeName } f
 export {
   type Edns,
   type EdnsOption,
+  findOpt,
   type Header,
   isQuery,
   MAX_MESSAGE_SIZE,

@@ -189,8 +189,6 @@ export function createRace(config: RaceConfig): Race {
       : createPolicy(config.policy ?? "sequential");
   const onAttemptError = config.onAttemptError;
   let closed = false;
-  // Queries in progress, to end them when the race is closed.
-  const running = new Set<(error: UpstreamError) => void>();
 
   const failure = (error: UpstreamError, ede: Ede, attempts: number): RaceFailure => ({
     ok: false,
@@ -208,10 +206,19 @@ export function createRace(config: RaceConfig): Race {
   };
 
   // spray: why one random upstream is tried anyway (undefined: normal selection).
-  function select(): { candidates: Member[]; spray: "down" | "unavailable" | undefined } {
-    const up = members.filter((m) => health.isUp(m.name));
+  function select(now: number): {
+    candidates: Member[];
+    spray: "down" | "unavailable" | undefined;
+  } {
+    let up = members;
+    for (const m of members) {
+      if (!health.isUp(m.name)) {
+        up = members.filter((x) => health.isUp(x.name));
+        break;
+      }
+    }
     if (up.length > 0) {
-      const ordered = policy.order(up, { health, random, now: clock.now() });
+      const ordered = policy.order(up, { health, random, now });
       if (ordered.length > 0) return { candidates: ordered, spray: undefined };
     }
     // All down (or all pulled out): spray one at random anyway.
@@ -220,6 +227,338 @@ export function createRace(config: RaceConfig): Race {
       candidates: [pool[randomIndex(random, pool.length)]!],
       spray: up.length > 0 ? "unavailable" : "down",
     };
+  }
+
+  // Queries in progress, oldest first. With one timeout for every query
+  // their deadlines come in the same order, so one timer (for the oldest)
+  // serves them all; close() ends them all.
+  let oldest: QueryRun | undefined;
+  let newest: QueryRun | undefined;
+  let deadlineTimer: TimerHandle | undefined;
+
+  function track(run: QueryRun) {
+    run.older = newest;
+    if (newest) newest.newer = run;
+    else oldest = run;
+    newest = run;
+    if (deadlineTimer === undefined) armDeadline();
+  }
+
+  function untrack(run: QueryRun) {
+    if (run.older) run.older.newer = run.newer;
+    else if (oldest === run) oldest = run.newer;
+    if (run.newer) run.newer.older = run.older;
+    else if (newest === run) newest = run.older;
+    run.older = run.newer = undefined;
+    if (!oldest && deadlineTimer !== undefined) {
+      clock.clearTimeout(deadlineTimer);
+      deadlineTimer = undefined;
+    }
+  }
+
+  function armDeadline() {
+    if (!oldest) return;
+    deadlineTimer = clock.setTimeout(onDeadlineTimer, Math.max(0, oldest.deadlineAt - clock.now()));
+  }
+
+  function onDeadlineTimer() {
+    deadlineTimer = undefined;
+    const now = clock.now();
+    while (oldest && oldest.deadlineAt <= now) {
+      const run = oldest;
+      if (run.done) untrack(run);
+      else run.onDeadline();
+    }
+    armDeadline();
+  }
+
+  // Callers' signals, each with one listener however many queries share it
+  // (the relay's shutdown signal is shared by every UDP query).
+  const watched = new Map<AbortSignal, { runs: number; onAbort: () => void }>();
+
+  function watch(signal: AbortSignal) {
+    let w = watched.get(signal);
+    if (!w) {
+      w = { runs: 0, onAbort: () => abortRuns(signal) };
+      watched.set(signal, w);
+      signal.addEventListener("abort", w.onAbort, { once: true });
+    }
+    w.runs++;
+  }
+
+  function unwatch(signal: AbortSignal) {
+    const w = watched.get(signal);
+    if (!w || --w.runs > 0) return;
+    watched.delete(signal);
+    signal.removeEventListener("abort", w.onAbort);
+  }
+
+  function abortRuns(signal: AbortSignal) {
+    watched.delete(signal);
+    for (let run = oldest; run; ) {
+      const next = run.newer;
+      if (run.signal === signal) run.onAbort();
+      run = next;
+    }
+  }
+
+  // One query: its attempts, held answer and deadline. A class rather than
+  // closures: this runs for every query.
+  class QueryRun {
+    readonly query: Uint8Array;
+    readonly queryId: number;
+    readonly signal: AbortSignal | undefined;
+    readonly settle: (r: RaceResult) => void;
+    readonly candidates: Member[];
+    readonly spray: "down" | "unavailable" | undefined;
+    readonly deadlineAt: number;
+    live: Attempt[] = [];
+    errors: UpstreamError[] = [];
+    held: Held | undefined = undefined;
+    next = 0;
+    started = 0;
+    done = false;
+    allowed: number;
+    hedgeTimer: TimerHandle | undefined = undefined;
+    older: QueryRun | undefined = undefined;
+    newer: QueryRun | undefined = undefined;
+
+    constructor(
+      query: Uint8Array,
+      queryId: number,
+      signal: AbortSignal | undefined,
+      settle: (r: RaceResult) => void,
+    ) {
+      this.query = query;
+      this.queryId = queryId;
+      this.signal = signal;
+      this.settle = settle;
+      const now = clock.now();
+      const { candidates, spray } = select(now);
+      this.candidates = candidates;
+      this.spray = spray;
+      this.deadlineAt = now + timeoutMs;
+      this.allowed = hedgeDelay === undefined ? limit : 1;
+      track(this);
+      if (signal) watch(signal);
+      this.fill(now);
+    }
+
+    /** The caller's signal fired. */
+    onAbort() {
+      const error = new UpstreamError("aborted", name, `${name}: query aborted by the caller`, {
+        cause: this.signal?.reason,
+      });
+      this.finish(failure(error, { code: EdeCode.OTHER, text: "query aborted" }, this.started));
+    }
+
+    success(h: { answer: Uint8Array; rcode: number; upstream: string }): RaceSuccess {
+      return {
+        ok: true,
+        answer: h.answer,
+        upstream: h.upstream,
+        rcode: h.rcode,
+        attempts: this.started,
+      };
+    }
+
+    downEde(): Ede {
+      return {
+        code: EdeCode.NOT_READY,
+        text: this.spray === "down" ? "all upstreams down" : "all upstreams pulled out",
+      };
+    }
+
+    finish(result: RaceResult) {
+      if (this.done) return;
+      this.done = true;
+      untrack(this);
+      if (this.hedgeTimer !== undefined) clock.clearTimeout(this.hedgeTimer);
+      if (this.signal) unwatch(this.signal);
+      const live = this.live;
+      this.live = [];
+      for (const attempt of live) this.cancel(attempt);
+      if (result.ok) counters.won(result.upstream);
+      this.settle(result);
+    }
+
+    /** Takes the attempt out of the live list; false if it had already ended. */
+    end(attempt: Attempt): boolean {
+      const i = this.live.indexOf(attempt);
+      if (i < 0) return false;
+      this.live.splice(i, 1);
+      if (attempt.timer !== undefined) clock.clearTimeout(attempt.timer);
+      return true;
+    }
+
+    cancel(attempt: Attempt) {
+      if (attempt.timer !== undefined) clock.clearTimeout(attempt.timer);
+      counters.attemptCancelled(attempt.member.name);
+      health.attemptCancelled(attempt.member.name);
+      attempt.controller.abort(
+        new UpstreamError("aborted", attempt.member.name, "cancelled: query finished"),
+      );
+    }
+
+    fail(attempt: Attempt, error: UpstreamError) {
+      const upstream = attempt.member.name;
+      const errorClass = errorClassOf(error);
+      counters.attemptFailed(upstream, errorClass);
+      health.attemptFailed(upstream, error.code);
+      this.errors.push(error);
+      report(upstream, errorClass, error);
+    }
+
+    timeOut(attempt: Attempt, ms: number) {
+      const error = new UpstreamError(
+        "timeout",
+        attempt.member.name,
+        `${attempt.member.name}: no answer within ${ms} ms`,
+      );
+      this.fail(attempt, error);
+      attempt.controller.abort(error);
+    }
+
+    launch(now: number): Member {
+      const member = this.candidates[this.next++]!;
+      const attempt: Attempt = {
+        member,
+        controller: new AbortController(),
+        startedAt: now,
+        timer: undefined,
+      };
+      this.live.push(attempt);
+      this.started++;
+      counters.attemptStarted(member.name);
+      health.attemptStarted(member.name);
+      const ms = member.timeoutMs;
+      if (ms !== undefined && attempt.startedAt + ms < this.deadlineAt) {
+        attempt.timer = clock.setTimeout(() => {
+          if (!this.end(attempt)) return;
+          this.timeOut(attempt, ms);
+          this.afterEnd();
+        }, ms);
+      }
+      let pending: Promise<Uint8Array>;
+      try {
+        pending = member.upstream.query(this.query, attempt.controller.signal);
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (answer) => this.onAnswer(attempt, answer),
+        (error: unknown) => {
+          if (!this.end(attempt)) return;
+          this.fail(attempt, toUpstreamError(error, member.name));
+          this.afterEnd();
+        },
+      );
+      return member;
+    }
+
+    /** Starts attempts while there is room; `now` when the caller has just read the clock. */
+    fill(now?: number) {
+      let last: Member | undefined;
+      while (!this.done && this.live.length < this.allowed && this.next < this.candidates.length) {
+        last = this.launch(now ?? clock.now());
+      }
+      if (
+        last &&
+        hedgeDelay !== undefined &&
+        this.allowed < limit &&
+        this.next < this.candidates.length
+      ) {
+        // The next hedge is measured from the latest start.
+        if (this.hedgeTimer !== undefined) clock.clearTimeout(this.hedgeTimer);
+        this.hedgeTimer = clock.setTimeout(
+          () => this.onHedge(),
+          hedgeDelayFor(hedgeDelay, health, last.name, config.autoHedge),
+        );
+      }
+    }
+
+    onHedge() {
+      this.hedgeTimer = undefined;
+      if (this.done) return;
+      this.allowed = Math.min(limit, this.allowed + 1);
+      this.fill();
+    }
+
+    onAnswer(attempt: Attempt, answer: Uint8Array) {
+      if (!this.end(attempt)) return;
+      const upstream = attempt.member.name;
+      const rcode = checkAnswer(this.query, this.queryId, answer, upstream);
+      if (rcode instanceof UpstreamError) {
+        this.fail(attempt, rcode);
+        this.afterEnd();
+        return;
+      }
+      const latency = clock.now() - attempt.startedAt;
+      counters.attemptSucceeded(upstream, rcode, latency);
+      health.attemptSucceeded(upstream, latency);
+      if (endsRace(rcode, mode)) {
+        this.finish(this.success({ answer, rcode, upstream }));
+        return;
+      }
+      const rank = answerRank(rcode);
+      if (!this.held || rank < this.held.rank) this.held = { answer, rcode, upstream, rank };
+      this.afterEnd();
+    }
+
+    // After an attempt ended without a winner: start the next candidate, or
+    // finish when nothing is left in flight.
+    afterEnd() {
+      if (this.done) return;
+      this.fill();
+      if (this.live.length > 0) return;
+      if (this.held) {
+        this.finish(this.success(this.held));
+        return;
+      }
+      const { errors, started } = this;
+      const error = new UpstreamError(
+        "all_failed",
+        name,
+        `${name}: all ${started} attempts failed (${summary(errors)})`,
+        { errors: errors.slice() },
+      );
+      const ede: Ede = this.spray
+        ? this.downEde()
+        : errors.every((e) => e.code === "timeout")
+          ? { code: EdeCode.NO_REACHABLE_AUTHORITY, text: "upstreams timed out" }
+          : { code: EdeCode.NETWORK_ERROR, text: `upstreams failed: ${summary(errors)}` };
+      this.finish(failure(error, ede, started));
+    }
+
+    onDeadline() {
+      if (this.done) return;
+      const live = this.live;
+      this.live = [];
+      for (const attempt of live) {
+        if (attempt.timer !== undefined) clock.clearTimeout(attempt.timer);
+        this.timeOut(attempt, timeoutMs);
+      }
+      if (this.held) {
+        this.finish(this.success(this.held));
+        return;
+      }
+      const error = new UpstreamError(
+        "timeout",
+        name,
+        `${name}: no answer within ${timeoutMs} ms`,
+        {
+          errors: this.errors.slice(),
+        },
+      );
+      const ede = this.spray
+        ? this.downEde()
+        : { code: EdeCode.NO_REACHABLE_AUTHORITY, text: `no answer within ${timeoutMs} ms` };
+      this.finish(failure(error, ede, this.started));
+    }
+
+    onClose(error: UpstreamError) {
+      this.finish(failure(error, { code: EdeCode.NOT_READY, text: "route closed" }, this.started));
+    }
   }
 
   function run(
@@ -257,211 +596,7 @@ export function createRace(config: RaceConfig): Race {
       );
       return;
     }
-
-    const { candidates, spray } = select();
-    const live = new Set<Attempt>();
-    const errors: UpstreamError[] = [];
-    const deadlineAt = clock.now() + timeoutMs;
-    let held: Held | undefined;
-    let next = 0;
-    let started = 0;
-    let done = false;
-    let allowed = hedgeDelay === undefined ? limit : 1;
-    let hedgeTimer: TimerHandle | undefined;
-
-    const success = (h: { answer: Uint8Array; rcode: number; upstream: string }): RaceSuccess => ({
-      ok: true,
-      answer: h.answer,
-      upstream: h.upstream,
-      rcode: h.rcode,
-      attempts: started,
-    });
-
-    const downEde = (): Ede => ({
-      code: EdeCode.NOT_READY,
-      text: spray === "down" ? "all upstreams down" : "all upstreams pulled out",
-    });
-
-    function finish(result: RaceResult) {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(deadline);
-      if (hedgeTimer !== undefined) clock.clearTimeout(hedgeTimer);
-      signal?.removeEventListener("abort", onAbort);
-      running.delete(onClose);
-      for (const attempt of live) cancel(attempt);
-      live.clear();
-      if (result.ok) counters.won(result.upstream);
-      settle(result);
-    }
-
-    function cancel(attempt: Attempt) {
-      live.delete(attempt);
-      clock.clearTimeout(attempt.timer);
-      counters.attemptCancelled(attempt.member.name);
-      health.attemptCancelled(attempt.member.name);
-      attempt.controller.abort(
-        new UpstreamError("aborted", attempt.member.name, "cancelled: query finished"),
-      );
-    }
-
-    function fail(attempt: Attempt, error: UpstreamError) {
-      const upstream = attempt.member.name;
-      live.delete(attempt);
-      clock.clearTimeout(attempt.timer);
-      const errorClass = errorClassOf(error);
-      counters.attemptFailed(upstream, errorClass);
-      health.attemptFailed(upstream, error.code);
-      errors.push(error);
-      report(upstream, errorClass, error);
-    }
-
-    function timeOut(attempt: Attempt, ms: number) {
-      const error = new UpstreamError(
-        "timeout",
-        attempt.member.name,
-        `${attempt.member.name}: no answer within ${ms} ms`,
-      );
-      fail(attempt, error);
-      attempt.controller.abort(error);
-    }
-
-    function launch(): Member {
-      const member = candidates[next++]!;
-      const controller = new AbortController();
-      const attempt: Attempt = { member, controller, startedAt: clock.now(), timer: undefined };
-      live.add(attempt);
-      started++;
-      counters.attemptStarted(member.name);
-      health.attemptStarted(member.name);
-      const ms = member.timeoutMs;
-      if (ms !== undefined && attempt.startedAt + ms < deadlineAt) {
-        attempt.timer = clock.setTimeout(() => {
-          if (!live.has(attempt)) return;
-          timeOut(attempt, ms);
-          afterEnd();
-        }, ms);
-      }
-      let pending: Promise<Uint8Array>;
-      try {
-        pending = member.upstream.query(query, controller.signal);
-      } catch (error) {
-        pending = Promise.reject(error);
-      }
-      pending.then(
-        (answer) => onAnswer(attempt, answer),
-        (error: unknown) => {
-          if (!live.has(attempt)) return;
-          fail(attempt, toUpstreamError(error, member.name));
-          afterEnd();
-        },
-      );
-      return member;
-    }
-
-    function fill() {
-      let last: Member | undefined;
-      while (!done && live.size < allowed && next < candidates.length) last = launch();
-      if (last && hedgeDelay !== undefined && allowed < limit && next < candidates.length) {
-        // The next hedge is measured from the latest start.
-        if (hedgeTimer !== undefined) clock.clearTimeout(hedgeTimer);
-        hedgeTimer = clock.setTimeout(
-          onHedge,
-          hedgeDelayFor(hedgeDelay, health, last.name, config.autoHedge),
-        );
-      }
-    }
-
-    function onHedge() {
-      hedgeTimer = undefined;
-      if (done) return;
-      allowed = Math.min(limit, allowed + 1);
-      fill();
-    }
-
-    function onAnswer(attempt: Attempt, answer: Uint8Array) {
-      if (!live.has(attempt)) return;
-      const upstream = attempt.member.name;
-      const rcode = checkAnswer(query, queryId, answer, upstream);
-      if (rcode instanceof UpstreamError) {
-        fail(attempt, rcode);
-        afterEnd();
-        return;
-      }
-      live.delete(attempt);
-      clock.clearTimeout(attempt.timer);
-      const latency = clock.now() - attempt.startedAt;
-      counters.attemptSucceeded(upstream, rcode, latency);
-      health.attemptSucceeded(upstream, latency);
-      if (endsRace(rcode, mode)) {
-        finish(success({ answer, rcode, upstream }));
-        return;
-      }
-      const rank = answerRank(rcode);
-      if (!held || rank < held.rank) held = { answer, rcode, upstream, rank };
-      afterEnd();
-    }
-
-    // After an attempt ended without a winner: start the next candidate, or
-    // finish when nothing is left in flight.
-    function afterEnd() {
-      if (done) return;
-      fill();
-      if (live.size > 0) return;
-      if (held) {
-        finish(success(held));
-        return;
-      }
-      const error = new UpstreamError(
-        "all_failed",
-        name,
-        `${name}: all ${started} attempts failed (${summary(errors)})`,
-        { errors: errors.slice() },
-      );
-      const ede: Ede = spray
-        ? downEde()
-        : errors.every((e) => e.code === "timeout")
-          ? { code: EdeCode.NO_REACHABLE_AUTHORITY, text: "upstreams timed out" }
-          : { code: EdeCode.NETWORK_ERROR, text: `upstreams failed: ${summary(errors)}` };
-      finish(failure(error, ede, started));
-    }
-
-    function onDeadline() {
-      if (done) return;
-      for (const attempt of [...live]) timeOut(attempt, timeoutMs);
-      if (held) {
-        finish(success(held));
-        return;
-      }
-      const error = new UpstreamError(
-        "timeout",
-        name,
-        `${name}: no answer within ${timeoutMs} ms`,
-        {
-          errors: errors.slice(),
-        },
-      );
-      const ede = spray
-        ? downEde()
-        : { code: EdeCode.NO_REACHABLE_AUTHORITY, text: `no answer within ${timeoutMs} ms` };
-      finish(failure(error, ede, started));
-    }
-
-    function onAbort() {
-      const error = new UpstreamError("aborted", name, `${name}: query aborted by the caller`, {
-        cause: signal?.reason,
-      });
-      finish(failure(error, { code: EdeCode.OTHER, text: "query aborted" }, started));
-    }
-
-    function onClose(error: UpstreamError) {
-      finish(failure(error, { code: EdeCode.NOT_READY, text: "route closed" }, started));
-    }
-
-    const deadline = clock.setTimeout(onDeadline, timeoutMs);
-    signal?.addEventListener("abort", onAbort);
-    running.add(onClose);
-    fill();
+    new QueryRun(query, queryId, signal, settle);
   }
 
   function resolve(query: Uint8Array, signal?: AbortSignal): Promise<RaceResult> {
@@ -492,7 +627,7 @@ export function createRace(config: RaceConfig): Race {
     async close() {
       if (closed) return;
       closed = true;
-      for (const end of [...running]) end(new UpstreamError("closed", name));
+      while (oldest) oldest.onClose(new UpstreamError("closed", name));
       if (config.ownsUpstreams) await Promise.all(members.map((m) => m.upstream.close()));
     },
   };

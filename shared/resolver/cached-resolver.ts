@@ -6,6 +6,7 @@
 // asker has gone.
 
 import type { CacheConfig } from "../config/schema.ts";
+import type { Question } from "../dns/wire.ts";
 import {
   type AnswerCache,
   adaptAnswer,
@@ -65,12 +66,12 @@ export function createCachedResolver(
   let coalesced = 0;
   let sharedHits = 0;
 
-  function resolveShared(key: string, query: Uint8Array): Shared {
+  function resolveShared(key: string, query: Uint8Array, question: Question | undefined): Shared {
     const controller = new AbortController();
     const shared: Shared = {
       controller,
       askers: 0,
-      outcome: resolver.resolve(query, controller.signal).then((outcome) => {
+      outcome: resolver.resolve(query, controller.signal, question).then((outcome) => {
         if (outcome.kind === "answer" || outcome.kind === "servfail") {
           const stored = cache.put(query, outcome.answer);
           const ms = stored && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
@@ -116,39 +117,47 @@ export function createCachedResolver(
     });
   }
 
+  async function resolveCached(
+    query: Uint8Array,
+    signal: AbortSignal | undefined,
+    question: Question | undefined,
+  ): Promise<ResolveOutcome> {
+    const key = cacheKey(query);
+    if (key === undefined) return resolver.resolve(query, signal, question); // FORMERR path
+    const hit = cache.get(query);
+    if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
+    if (sharedCache && !inFlight.has(key)) {
+      const entry = await sharedCache.get(key).catch(() => undefined);
+      const t = now();
+      if (entry && t < entry.expiresAt) {
+        const answer = servedCopy(entry, t, query);
+        cache.put(query, answer);
+        sharedHits++;
+        return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
+      }
+    }
+    let shared = inFlight.get(key);
+    if (shared) coalesced++;
+    else shared = resolveShared(key, query, question);
+    let outcome: ResolveOutcome;
+    try {
+      outcome = await join(shared, signal);
+    } catch (error) {
+      // This asker gave up (shutdown, client gone): the resolver's answer to aborts.
+      return resolver.resolve(query, AbortSignal.abort(error));
+    }
+    if (outcome.kind === "servfail") {
+      const stale = cache.getStale(query);
+      if (stale) return { kind: "answer", answer: stale, route: outcome.route, upstream: "stale" };
+    }
+    return adapt(outcome, query);
+  }
+
   return {
-    async resolve(query, signal) {
-      if (config.size === 0) return resolver.resolve(query, signal);
-      const key = cacheKey(query);
-      if (key === undefined) return resolver.resolve(query, signal); // FORMERR path
-      const hit = cache.get(query);
-      if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
-      if (sharedCache && !inFlight.has(key)) {
-        const entry = await sharedCache.get(key).catch(() => undefined);
-        const t = now();
-        if (entry && t < entry.expiresAt) {
-          const answer = servedCopy(entry, t, query);
-          cache.put(query, answer);
-          sharedHits++;
-          return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
-        }
-      }
-      let shared = inFlight.get(key);
-      if (shared) coalesced++;
-      else shared = resolveShared(key, query);
-      let outcome: ResolveOutcome;
-      try {
-        outcome = await join(shared, signal);
-      } catch (error) {
-        // This asker gave up (shutdown, client gone): the resolver's answer to aborts.
-        return resolver.resolve(query, AbortSignal.abort(error));
-      }
-      if (outcome.kind === "servfail") {
-        const stale = cache.getStale(query);
-        if (stale)
-          return { kind: "answer", answer: stale, route: outcome.route, upstream: "stale" };
-      }
-      return adapt(outcome, query);
+    resolve(query, signal, question) {
+      // Without a cache, straight through (no extra async step per query).
+      if (config.size === 0) return resolver.resolve(query, signal, question);
+      return resolveCached(query, signal, question);
     },
     resolveRoute: (name, query, signal) => resolver.resolveRoute(name, query, signal),
     counters: () => resolver.counters(),

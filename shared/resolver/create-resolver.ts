@@ -4,7 +4,14 @@
 
 import type { RouteConfig, UpstreamConfig } from "../config/schema.ts";
 import { createRouteTable } from "../config/zones.ts";
-import { buildErrorResponse, DnsWireError, EdeCode, Rcode, readQuestion } from "../dns/wire.ts";
+import {
+  buildErrorResponse,
+  DnsWireError,
+  EdeCode,
+  type Question,
+  Rcode,
+  readQuestion,
+} from "../dns/wire.ts";
 import { type Clock, systemClock } from "../engine/clock.ts";
 import { type Counters, createCounters, type UpstreamCounterSnapshot } from "../engine/counters.ts";
 import { type ErrorClass, UpstreamError } from "../engine/errors.ts";
@@ -54,9 +61,10 @@ export interface Resolver {
    * Answers a query: the winning answer (with the query's ID), SERVFAIL with
    * an EDE when every attempt failed, REFUSED when no route applies, FORMERR
    * when the question cannot be read. Throws only for a message shorter
-   * than a DNS header (nothing to answer).
+   * than a DNS header (nothing to answer). `question` is the query's, when
+   * the caller has read it already (readQuestion), so it is not read twice.
    */
-  resolve(query: Uint8Array, signal?: AbortSignal): Promise<ResolveOutcome>;
+  resolve(query: Uint8Array, signal?: AbortSignal, question?: Question): Promise<ResolveOutcome>;
   /** Per upstream, across routes (fanout's accounting). */
   counters(): Record<string, UpstreamCounterSnapshot>;
   status(): RouteStatus[];
@@ -154,49 +162,57 @@ export function createResolver(options: ResolverOptions): Resolver {
     routes.map((r) => ({ ...r, zones: r.config.zones, except: r.config.except })),
   );
 
-  async function raceOn(
+  function raceOn(
     route: BuiltRoute,
     query: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<ResolveOutcome> {
-    const result = await route.race.resolve(query, signal);
-    if (result.ok) {
+    return route.race.resolve(query, signal).then((result): ResolveOutcome => {
+      if (result.ok) {
+        return {
+          kind: "answer",
+          answer: result.answer,
+          route: route.name,
+          upstream: result.upstream,
+        };
+      }
       return {
-        kind: "answer",
-        answer: result.answer,
+        kind: "servfail",
+        answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
         route: route.name,
-        upstream: result.upstream,
+        error: result.error,
       };
-    }
-    return {
-      kind: "servfail",
-      answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
-      route: route.name,
-      error: result.error,
-    };
+    });
   }
 
   return {
-    async resolve(query, signal) {
-      let qname: string;
+    resolve(query, signal, question) {
       try {
-        qname = readQuestion(query).name;
-      } catch (error) {
-        if (error instanceof DnsWireError && query.length >= 12) {
-          return { kind: "formerr", answer: buildErrorResponse(query, Rcode.FORMERR) };
+        let qname: string;
+        try {
+          qname = question?.name ?? readQuestion(query).name;
+        } catch (error) {
+          if (error instanceof DnsWireError && query.length >= 12) {
+            return Promise.resolve({
+              kind: "formerr",
+              answer: buildErrorResponse(query, Rcode.FORMERR),
+            });
+          }
+          throw error;
         }
-        throw error;
+        const match = table.match(qname);
+        if (!match) {
+          return Promise.resolve({
+            kind: "refused",
+            answer: buildErrorResponse(query, Rcode.REFUSED, {
+              ede: { code: EdeCode.NOT_SUPPORTED, text: "no route for this name" },
+            }),
+          });
+        }
+        return raceOn(match.route, query, signal);
+      } catch (error) {
+        return Promise.reject(error);
       }
-      const match = table.match(qname);
-      if (!match) {
-        return {
-          kind: "refused",
-          answer: buildErrorResponse(query, Rcode.REFUSED, {
-            ede: { code: EdeCode.NOT_SUPPORTED, text: "no route for this name" },
-          }),
-        };
-      }
-      return raceOn(match.route, query, signal);
     },
     async resolveRoute(name, query, signal) {
       const route = routes.find((r) => r.config.name === name);

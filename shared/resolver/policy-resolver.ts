@@ -4,7 +4,7 @@
 // another name/type and returns that under the asked name, forward goes
 // straight to a named route.
 
-import { buildErrorResponse, EdeCode, Rcode, readQuestion } from "../dns/wire.ts";
+import { buildErrorResponse, EdeCode, type Question, Rcode, readQuestion } from "../dns/wire.ts";
 import { UpstreamError } from "../engine/errors.ts";
 import type { Decision, Policy } from "../policy/rules.ts";
 import {
@@ -37,14 +37,24 @@ export function createPolicyResolver(
   policy: Policy,
   hook?: PolicyHook,
 ): PolicyResolver {
-  async function apply(
+  function apply(
     decision: Decision | { action: "servfail" },
+    query: Uint8Array,
+    signal: AbortSignal | undefined,
+    question: Question,
+  ): Promise<ResolveOutcome> {
+    // The common cases straight through, without another async step.
+    if (decision.action === "pass") return inner.resolve(query, signal, question);
+    if (decision.action === "forward") return inner.resolveRoute(decision.route, query, signal);
+    return answerHere(decision, query, signal);
+  }
+
+  async function answerHere(
+    decision: Exclude<Decision, { action: "pass" | "forward" }> | { action: "servfail" },
     query: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<ResolveOutcome> {
     switch (decision.action) {
-      case "pass":
-        return inner.resolve(query, signal);
       case "servfail":
         return {
           kind: "servfail",
@@ -58,8 +68,6 @@ export function createPolicyResolver(
         return local(blockedAnswer(query, decision.with, decision.source));
       case "local_data":
         return local(localAnswer(query, decision));
-      case "forward":
-        return inner.resolveRoute(decision.route, query, signal);
       case "rewrite": {
         const outcome = await inner.resolve(
           rewrittenQuery(query, decision.name, decision.qtype),
@@ -72,18 +80,24 @@ export function createPolicyResolver(
 
   return {
     ...inner,
-    async resolve(query, signal) {
-      let question: ReturnType<typeof readQuestion>;
+    resolve(query, signal) {
+      let question: Question;
       try {
         question = readQuestion(query);
       } catch {
         return inner.resolve(query, signal); // the FORMERR path
       }
-      const decision = policy.decide(question.name, question.type);
-      if (decision.action === "pass" && hook) {
-        return apply(await hook.decide(question.name, question.type), query, signal);
+      try {
+        const decision = policy.decide(question.name, question.type);
+        if (decision.action === "pass" && hook) {
+          return hook
+            .decide(question.name, question.type)
+            .then((hooked) => apply(hooked, query, signal, question));
+        }
+        return apply(decision, query, signal, question);
+      } catch (error) {
+        return Promise.reject(error);
       }
-      return apply(decision, query, signal);
     },
     policyHits: () => policy.hits(),
   };

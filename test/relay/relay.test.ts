@@ -225,11 +225,15 @@ describe("access control and limits", () => {
       expect(limits.size).toBeLessThanOrEqual(50);
     }
     // Busy clients are never evicted: a full table of in-flight clients refuses newcomers.
-    const busy = createClientLimits({ qps: 0, burst: 1, maxInFlight: 0, maxClients: 3 });
+    const busy = createClientLimits({ qps: 0, burst: 1, maxInFlight: 10, maxClients: 3 });
     for (const c of ["a", "b", "c"]) expect(busy.admit(c)).toBe("ok");
     expect(busy.admit("d")).toBe("table_full");
     busy.release("a");
     expect(busy.admit("d")).toBe("ok");
+    // With no limit at all there is nothing to track, so nobody is refused.
+    const open = createClientLimits({ qps: 0, burst: 1, maxInFlight: 0, maxClients: 3 });
+    for (const c of ["a", "b", "c", "d", "e"]) expect(open.admit(c)).toBe("ok");
+    expect(open.size).toBe(0);
     // The in-flight cap per client.
     const capped = createClientLimits({ qps: 0, burst: 1, maxInFlight: 2 });
     expect([capped.admit("x"), capped.admit("x"), capped.admit("x")]).toEqual([

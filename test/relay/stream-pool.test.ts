@@ -478,4 +478,31 @@ describe("TCP pool", () => {
       await pool.close();
     }
   });
+
+  it("drops a query that gives up while waiting for a slot, and serves the next in line", async () => {
+    const pool = createStreamPool({
+      name: "single",
+      host: "127.0.0.1",
+      port: delay.port,
+      size: 1,
+      maxInFlight: 1,
+      idleTimeoutMs: 5000,
+      connectTimeoutMs: 1000,
+      handshakeTimeoutMs: 1000,
+      maxRetries: 2,
+    });
+    try {
+      const first = pool.query(buildQuery("200.t.test", 1, { id: 1 }), AbortSignal.timeout(3000));
+      const quitter = pool.query(buildQuery("7.t.test", 1, { id: 2 }), AbortSignal.timeout(50));
+      const third = pool.query(buildQuery("9.t.test", 1, { id: 3 }), AbortSignal.timeout(3000));
+      await expect(quitter).rejects.toMatchObject({ code: "aborted", upstream: "single" });
+      expect(address(await first)).toBe("127.0.0.200");
+      const answer = await third;
+      expect([address(answer), readId(answer)]).toEqual(["127.0.0.9", 3]);
+      // The quitter never reached the wire: two queries on the one connection.
+      expect(pool.poolStats()).toMatchObject({ opened: 1, fresh: 1, reused: 1, inFlight: 0 });
+    } finally {
+      await pool.close();
+    }
+  });
 });

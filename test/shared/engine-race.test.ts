@@ -330,6 +330,95 @@ describe("race engine: failure, timeouts and cancellation", () => {
     expect(h.counters.snapshot().a).toMatchObject({ request: 1, cancel: 1 });
   });
 
+  it("times out each query at its own deadline from one timer, and keeps none when idle", async () => {
+    const h = createHarness({ a: { hang: true } }, { timeoutMs: 1000 });
+    const first = h.race.resolve(h.query());
+    h.clock.advance(300);
+    const second = h.race.resolve(h.query());
+    h.clock.advance(300);
+    const third = h.race.resolve(h.query());
+    // One timer however many queries are waiting.
+    expect(h.clock.pending()).toBe(1);
+    const settled: number[] = [];
+    for (const [i, p] of [first, second, third].entries()) {
+      void p.then((r) => {
+        expect(r).toMatchObject({ ok: false, error: { code: "timeout" } });
+        settled.push(i);
+      });
+    }
+    h.clock.advance(399); // t = 999 after the first started
+    await settle();
+    expect(settled).toEqual([]);
+    h.clock.advance(1);
+    await settle();
+    expect(settled).toEqual([0]);
+    h.clock.advance(299);
+    await settle();
+    expect(settled).toEqual([0]);
+    h.clock.advance(1);
+    await settle();
+    expect(settled).toEqual([0, 1]);
+    h.clock.advance(300);
+    await settle();
+    expect(settled).toEqual([0, 1, 2]);
+    expect(h.clock.pending()).toBe(0);
+    expect(h.totalInFlight()).toBe(0);
+  });
+
+  it("a query that ends early leaves the later ones their full timeout", async () => {
+    const h = createHarness({ a: { hang: true } }, { timeoutMs: 1000 });
+    const cancel = new AbortController();
+    const early = h.race.resolve(h.query(), cancel.signal);
+    h.clock.advance(100);
+    cancel.abort();
+    expect(await early).toMatchObject({ ok: false, error: { code: "aborted" } });
+    h.clock.advance(400);
+    let settledAt: number | undefined;
+    const later = h.race.resolve(h.query()).then((r) => {
+      settledAt = h.clock.now();
+      return r;
+    });
+    h.clock.advance(999); // past the early query's deadline, short of the later one's
+    await settle();
+    expect(settledAt).toBeUndefined();
+    h.clock.advance(1);
+    expect(await later).toMatchObject({ ok: false, error: { code: "timeout" } });
+    expect(settledAt).toBe(1000 + 1500);
+    expect(h.clock.pending()).toBe(0);
+  });
+
+  it("ends exactly the queries of a caller signal shared by many when it aborts", async () => {
+    const h = createHarness({ a: { hang: true } }, { timeoutMs: 5000 });
+    const shared = new AbortController();
+    const other = new AbortController();
+    const onShared = [0, 1, 2].map(() => h.race.resolve(h.query(), shared.signal));
+    const onOther = h.race.resolve(h.query(), other.signal);
+    const unsignalled = h.race.resolve(h.query());
+    const done: string[] = [];
+    for (const [i, p] of onShared.entries()) void p.then(() => done.push(`shared${i}`));
+    void onOther.then(() => done.push("other"));
+    void unsignalled.then(() => done.push("none"));
+    h.clock.advance(100);
+    shared.abort(new Error("going away"));
+    await settle();
+    expect(done.sort()).toEqual(["shared0", "shared1", "shared2"]);
+    for (const p of onShared) {
+      expect(await p).toMatchObject({ ok: false, error: { code: "aborted" }, attempts: 1 });
+    }
+    // The others still run, and the shared signal's queries were cancelled upstream.
+    expect(h.totalInFlight()).toBe(2);
+    other.abort();
+    await settle();
+    expect(done).toContain("other");
+    expect(done).not.toContain("none");
+    const late = await h.resolve(h.query(), shared.signal);
+    expect(late.result).toMatchObject({ ok: false, error: { code: "aborted" }, attempts: 0 });
+    h.clock.advance(5000);
+    expect(await unsignalled).toMatchObject({ ok: false, error: { code: "timeout" } });
+    expect(h.clock.pending()).toBe(0);
+    expect(h.totalInFlight()).toBe(0);
+  });
+
   it("does not start anything for a signal that is already aborted", async () => {
     const h = createHarness({ a: { rcode: Rcode.NOERROR } });
     const { result } = await h.resolve(h.query(), AbortSignal.abort());

@@ -7,6 +7,26 @@ describe("two-byte length framing", () => {
     expect(frameMessage(new Uint8Array(258)).subarray(0, 2)).toEqual(Uint8Array.from([1, 2]));
   });
 
+  it("puts another message ID on the wire when asked, into the bytes `alloc` gives", () => {
+    const message = Uint8Array.from([0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let asked = 0;
+    const framed = frameMessage(message, 0xbeef, (size) => {
+      asked = size;
+      return new Uint8Array(size);
+    });
+    expect(asked).toBe(14);
+    expect([...framed.subarray(0, 6)]).toEqual([0, 12, 0xbe, 0xef, 1, 0]);
+    expect([...message.subarray(0, 2)]).toEqual([0x12, 0x34]);
+  });
+
+  it("hands out messages the caller may change without touching the others", () => {
+    const reader = createFrameReader();
+    const [a, b] = reader.push(Uint8Array.from([0, 2, 1, 2, 0, 2, 3, 4]));
+    a![0] = 99;
+    expect([...b!]).toEqual([3, 4]);
+    expect([...reader.push(Uint8Array.from([0, 1, 5]))[0]!]).toEqual([5]);
+  });
+
   it("refuses a message longer than 65535 bytes", () => {
     expect(() => frameMessage(new Uint8Array(65536))).toThrow(RangeError);
   });

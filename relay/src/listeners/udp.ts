@@ -4,7 +4,7 @@
 
 import { createSocket, type Socket } from "node:dgram";
 import type { UdpListenerConfig } from "../../../shared/config/schema.ts";
-import { readEdns, truncateResponse } from "../../../shared/dns/wire.ts";
+import { findOpt, truncateResponse } from "../../../shared/dns/wire.ts";
 import type { Logger } from "../log.ts";
 import type { QueryHandler } from "../query-handler.ts";
 import { createPending } from "./pending.ts";
@@ -23,8 +23,8 @@ export interface Listener {
 /** The client's UDP payload limit: its EDNS size (at least 512), else 512. */
 export function clientUdpSize(query: Uint8Array): number {
   try {
-    const edns = readEdns(query);
-    return edns ? Math.max(512, Math.min(edns.udpSize, 65535)) : 512;
+    const { opt } = findOpt(query);
+    return opt ? Math.max(512, opt.class) : 512;
   } catch {
     return 512;
   }
@@ -63,7 +63,9 @@ export async function startUdpListener(
           pending.done();
           return;
         }
-        const fitted = truncateResponse(answer, clientUdpSize(query));
+        // 512 bytes always fit: the client's limit is never lower.
+        const fitted =
+          answer.length <= 512 ? answer : truncateResponse(answer, clientUdpSize(query));
         socket.send(fitted, rinfo.port, rinfo.address, () => pending.done());
       })
       .catch((error) => {

@@ -426,7 +426,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
         throw new UpstreamError("busy", name, `${name}: ${inFlight} DoQ queries in flight`);
       }
       inFlight++;
-      const framed = frameMessage(withId(message, 0));
+      const framed = frameMessage(message, 0);
       try {
         for (let attempt = 0; ; attempt++) {
           const s = await connect(signal);

@@ -16,7 +16,7 @@ import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
-import { readId, withId } from "../../../shared/dns/wire.ts";
+import { readId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
@@ -50,17 +50,32 @@ export interface StreamPoolOptions {
   lookup?: LookupFunction | undefined;
 }
 
-interface Pending {
-  resolve(answer: Uint8Array): void;
-  reject(error: UpstreamError): void;
+/** One query from the caller until it settles: waiting for a slot, queued on a connection still opening, or sent. */
+interface Job {
+  readonly message: Uint8Array;
+  readonly signal: AbortSignal;
+  readonly resolve: (answer: Uint8Array) => void;
+  readonly reject: (error: UpstreamError) => void;
+  readonly onAbort: () => void;
+  retries: number;
+  conn: Connection | undefined;
+  /** The pool's ID on the wire once sent, else -1. */
+  id: number;
+  /** Waiting out a reconnect backoff. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  done: boolean;
 }
 
 interface Connection {
   socket: Socket;
-  ready: Promise<void>;
-  /** Queries assigned (waiting for the connection or for their answer). */
+  ready: boolean;
+  /** Jobs assigned to it (queued, or sent and not yet answered). */
   load: number;
-  pending: Map<number, Pending>;
+  /** Jobs assigned before the handshake finished. */
+  queued: Job[];
+  /** Sent jobs by the pool's ID. */
+  pending: Map<number, Job>;
+  nextId: number;
   sent: number;
   /** False once closing: takes no new queries. */
   usable: boolean;
@@ -88,7 +103,10 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
   let nextConnectAt = 0;
   let tlsSession: Buffer | undefined;
   let closed = false;
-  const slotWaiters = new Set<() => void>();
+  /** Jobs waiting for a slot, first come first served. */
+  const waiting = new Set<Job>();
+  /** Jobs waiting out a reconnect backoff. */
+  const parked = new Set<Job>();
   const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
 
   function remove(conn: Connection) {
@@ -98,17 +116,29 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     if (i >= 0) {
       conns.splice(i, 1);
       lost++;
-      wakeOne();
+      pump();
     }
   }
 
-  /** Ends a connection; its unanswered queries fail with `error` (and may retry). */
+  /**
+   * Ends a connection. Its queued jobs fail as a failed connect would; its
+   * sent jobs as a dead connection (both may retry).
+   */
   function kill(conn: Connection, error: UpstreamError) {
     remove(conn);
     conn.socket.destroy();
-    const waiting = [...conn.pending.values()];
+    const queued = conn.queued;
+    const sent = [...conn.pending.values()];
+    conn.queued = [];
     conn.pending.clear();
-    for (const p of waiting) p.reject(error);
+    for (const job of queued) {
+      detach(job);
+      acquireFailed(job, error);
+    }
+    for (const job of sent) {
+      detach(job);
+      exchangeFailed(job, error);
+    }
   }
 
   function open(): Connection {
@@ -145,67 +175,67 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     socket.setNoDelay(true);
     const conn: Connection = {
       socket,
+      ready: false,
       load: 0,
+      queued: [],
       pending: new Map(),
+      nextId: randomInt(0x10000),
       sent: 0,
       usable: true,
       idleTimer: undefined,
       corked: false,
-      ready: Promise.resolve(),
     };
-    let isReady = false;
-    conn.ready = new Promise<void>((resolve, reject) => {
-      let stage: "connect" | "tls" = "connect";
-      let timer = setTimeout(
-        () => fail(new UpstreamError("connect", name, `${name}: connect timeout`)),
-        options.connectTimeoutMs,
-      );
-      const fail = (error: UpstreamError) => {
-        clearTimeout(timer);
-        reject(error);
-        kill(conn, error);
-      };
-      const ready = () => {
-        clearTimeout(timer);
-        isReady = true;
-        failures = 0;
-        attach(conn);
-        resolve();
-      };
-      socket.once("connect", () => {
-        if (!options.tls) return ready();
-        stage = "tls";
-        clearTimeout(timer);
-        timer = setTimeout(
-          () => fail(new UpstreamError("tls", name, `${name}: TLS handshake timeout`)),
-          options.handshakeTimeoutMs,
-        );
-      });
-      socket.once("secureConnect", () => {
-        if ((socket as TLSSocket).isSessionReused()) stats.resumed++;
-        ready();
-      });
-      socket.on("error", (error) => {
-        if (isReady) {
-          kill(conn, new UpstreamError("read", name, undefined, { cause: error }));
-          return;
-        }
-        // A reset or refusal is the network's doing even mid-handshake (a
-        // server going down); certificate and protocol failures are TLS's.
-        const network = NETWORK_ERRORS.has((error as NodeJS.ErrnoException).code ?? "");
-        const code =
-          !network && (stage === "tls" || TLS_ERROR.test(String(error))) ? "tls" : "connect";
-        fail(new UpstreamError(code, name, undefined, { cause: error }));
-      });
-      socket.on("close", () => {
-        const error = new UpstreamError(isReady ? "read" : "connect", name, `${name}: closed`);
-        if (isReady) kill(conn, error);
-        else fail(error);
-      });
-    });
-    conn.ready.catch(() => {
+    let stage: "connect" | "tls" = "connect";
+    let timer = setTimeout(
+      () => fail(new UpstreamError("connect", name, `${name}: connect timeout`)),
+      options.connectTimeoutMs,
+    );
+    let failed = false;
+    const fail = (error: UpstreamError) => {
+      clearTimeout(timer);
+      if (failed) return;
+      failed = true;
       failures++;
       nextConnectAt = Date.now() + Math.min(maxBackoff, 50 * 2 ** Math.min(failures, 10));
+      kill(conn, error);
+    };
+    const ready = () => {
+      clearTimeout(timer);
+      conn.ready = true;
+      failures = 0;
+      attach(conn);
+      const queued = conn.queued;
+      conn.queued = [];
+      for (const job of queued) send(conn, job);
+    };
+    socket.once("connect", () => {
+      if (!options.tls) return ready();
+      stage = "tls";
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => fail(new UpstreamError("tls", name, `${name}: TLS handshake timeout`)),
+        options.handshakeTimeoutMs,
+      );
+    });
+    socket.once("secureConnect", () => {
+      if ((socket as TLSSocket).isSessionReused()) stats.resumed++;
+      ready();
+    });
+    socket.on("error", (error) => {
+      if (conn.ready) {
+        kill(conn, new UpstreamError("read", name, undefined, { cause: error }));
+        return;
+      }
+      // A reset or refusal is the network's doing even mid-handshake (a
+      // server going down); certificate and protocol failures are TLS's.
+      const network = NETWORK_ERRORS.has((error as NodeJS.ErrnoException).code ?? "");
+      const code =
+        !network && (stage === "tls" || TLS_ERROR.test(String(error))) ? "tls" : "connect";
+      fail(new UpstreamError(code, name, undefined, { cause: error }));
+    });
+    socket.on("close", () => {
+      if (conn.ready) kill(conn, new UpstreamError("read", name, `${name}: closed`));
+      else fail(new UpstreamError("connect", name, `${name}: closed`));
     });
     conns.push(conn);
     return conn;
@@ -216,18 +246,22 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     const { socket } = conn;
     const reader = createFrameReader();
     socket.on("data", (chunk: Buffer) => {
-      const frames = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+      const frames = reader.push(chunk);
       for (const answer of frames) {
         if (answer.length < 12) {
           kill(conn, new UpstreamError("malformed_answer", name, `${name}: short frame`));
           return;
         }
-        const id = readId(answer);
-        const p = conn.pending.get(id);
-        if (!p) continue; // a late answer to an abandoned query
-        conn.pending.delete(id);
+        const job = conn.pending.get(readId(answer));
+        if (!job) continue; // a late answer to an abandoned query
+        conn.pending.delete(job.id);
+        detach(job);
+        settle(job);
+        // The frame is ours alone (a view of this chunk): the caller's ID goes back in place.
+        answer[0] = job.message[0]!;
+        answer[1] = job.message[1]!;
         // The caller checks the answer (question, format) and classifies a bad one.
-        p.resolve(answer);
+        job.resolve(answer);
       }
     });
     socket.on("end", () =>
@@ -235,9 +269,14 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     );
   }
 
-  function release(conn: Connection) {
+  /** Frees the job's place on its connection. */
+  function detach(job: Job) {
+    const conn = job.conn;
+    if (!conn) return;
+    job.conn = undefined;
+    job.id = -1;
     conn.load--;
-    wakeOne();
+    pump();
     if (conn.load === 0 && conn.usable) {
       if (conn.idleTimer) clearTimeout(conn.idleTimer);
       conn.idleTimer = setTimeout(() => {
@@ -249,11 +288,31 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     }
   }
 
-  function wakeOne() {
-    for (const wake of slotWaiters) {
-      slotWaiters.delete(wake);
-      wake();
-      return;
+  function settle(job: Job) {
+    job.done = true;
+    job.signal.removeEventListener("abort", job.onAbort);
+  }
+
+  function rejectJob(job: Job, error: UpstreamError) {
+    if (job.done) return;
+    settle(job);
+    job.reject(error);
+  }
+
+  /** Hands waiting jobs to connections with room, in arrival order. */
+  function pump() {
+    for (const job of waiting) {
+      let conn: Connection | undefined;
+      try {
+        conn = pick();
+      } catch (error) {
+        waiting.delete(job);
+        acquireFailed(job, error as UpstreamError);
+        continue;
+      }
+      if (!conn) return;
+      waiting.delete(job);
+      assign(conn, job);
     }
   }
 
@@ -269,33 +328,79 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     return best && best.load < maxInFlight ? best : undefined;
   }
 
-  async function acquire(signal: AbortSignal): Promise<Connection> {
-    for (;;) {
-      const conn = pick();
-      if (conn) {
-        conn.load++;
-        if (conn.idleTimer) clearTimeout(conn.idleTimer);
-        try {
-          await untilSettled(conn.ready, signal, name);
-        } catch (error) {
-          release(conn);
-          throw error;
-        }
-        return conn;
-      }
-      await new Promise<void>((resolve, reject) => {
-        const wake = () => {
-          signal.removeEventListener("abort", onAbort);
-          resolve();
-        };
-        const onAbort = () => {
-          slotWaiters.delete(wake);
-          reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
-        };
-        slotWaiters.add(wake);
-        signal.addEventListener("abort", onAbort, { once: true });
-      });
+  function dispatch(job: Job) {
+    if (closed) return rejectJob(job, new UpstreamError("closed", name));
+    let conn: Connection | undefined;
+    try {
+      conn = waiting.size > 0 ? undefined : pick();
+    } catch (error) {
+      return acquireFailed(job, error as UpstreamError);
     }
+    if (conn) assign(conn, job);
+    else waiting.add(job);
+  }
+
+  function assign(conn: Connection, job: Job) {
+    conn.load++;
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    job.conn = conn;
+    if (conn.ready) send(conn, job);
+    else conn.queued.push(job);
+  }
+
+  function send(conn: Connection, job: Job) {
+    let id = conn.nextId;
+    while (conn.pending.has(id)) id = (id + 1) & 0xffff;
+    conn.nextId = (id + 1) & 0xffff;
+    conn.pending.set(id, job);
+    job.id = id;
+    if (conn.sent++ > 0) stats.reused++;
+    else stats.fresh++;
+    flushSoon(conn);
+    conn.socket.write(frameMessage(job.message, id, Buffer.allocUnsafe));
+  }
+
+  /**
+   * No connection for the job. A retry after a dead connection waits out
+   * reconnect failures while its deadline allows: a server restart costs
+   * latency, not answers. Otherwise the error is the caller's.
+   */
+  function acquireFailed(job: Job, error: UpstreamError) {
+    const recovering = job.retries > 0 && error.code === "connect";
+    if (!recovering || job.signal.aborted || closed) return rejectJob(job, error);
+    job.timer = setTimeout(
+      () => {
+        job.timer = undefined;
+        parked.delete(job);
+        dispatch(job);
+      },
+      Math.max(nextConnectAt - Date.now(), 10),
+    );
+    parked.add(job);
+  }
+
+  /** The job's connection died under it: a fresh one takes it (queries are idempotent). */
+  function exchangeFailed(job: Job, error: UpstreamError) {
+    const died = error.code === "read" || error.code === "malformed_answer";
+    if (!died || job.signal.aborted || closed || job.retries >= options.maxRetries) {
+      return rejectJob(job, error);
+    }
+    job.retries++;
+    dispatch(job);
+  }
+
+  function abort(job: Job) {
+    if (job.done) return;
+    waiting.delete(job);
+    parked.delete(job);
+    if (job.timer) clearTimeout(job.timer);
+    const conn = job.conn;
+    if (conn) {
+      if (job.id >= 0) conn.pending.delete(job.id);
+      else conn.queued.splice(conn.queued.indexOf(job), 1);
+      detach(job);
+    }
+    rejectJob(job, new UpstreamError("aborted", name, undefined, { cause: job.signal.reason }));
   }
 
   function flushSoon(conn: Connection) {
@@ -308,74 +413,39 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     });
   }
 
-  function exchange(conn: Connection, query: Uint8Array, signal: AbortSignal) {
-    return new Promise<Uint8Array>((resolve, reject) => {
-      if (!conn.usable) {
-        reject(new UpstreamError("read", name, `${name}: connection closed`));
-        return;
-      }
-      let id = randomInt(0x10000);
-      while (conn.pending.has(id)) id = (id + 1) & 0xffff;
-      const wire = withId(query, id);
-      const onAbort = () => {
-        conn.pending.delete(id);
-        reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      conn.pending.set(id, {
-        resolve(answer) {
-          signal.removeEventListener("abort", onAbort);
-          resolve(answer);
-        },
-        reject(error) {
-          signal.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      });
-      if (conn.sent++ > 0) stats.reused++;
-      else stats.fresh++;
-      flushSoon(conn);
-      conn.socket.write(frameMessage(wire));
-    });
-  }
-
   return {
     name,
-    async query(message, signal) {
-      if (closed) throw new UpstreamError("closed", name);
-      if (signal.aborted)
-        throw new UpstreamError("aborted", name, undefined, { cause: signal.reason });
-      if (message.length < 12 || message.length > 0xffff)
-        throw new UpstreamError("bad_query", name);
-      // A query whose connection died under it is retried on a fresh one
-      // (up to maxRetries), waiting out reconnect failures while its
-      // deadline allows: a server restart costs latency, not answers.
-      let retries = 0;
-      for (;;) {
-        let conn: Connection;
-        try {
-          conn = await acquire(signal);
-        } catch (error) {
-          const recovering =
-            retries > 0 && error instanceof UpstreamError && error.code === "connect";
-          if (!recovering || signal.aborted || closed) throw error;
-          await sleepUntil(Math.max(nextConnectAt, Date.now() + 10), signal, name);
-          continue;
-        }
-        try {
-          const answer = await exchange(conn, message, signal);
-          return withId(answer, readId(message));
-        } catch (error) {
-          const died =
-            error instanceof UpstreamError &&
-            (error.code === "read" || error.code === "malformed_answer") &&
-            !conn.usable;
-          if (!died || signal.aborted || closed || retries >= options.maxRetries) throw error;
-          retries++;
-        } finally {
-          release(conn);
-        }
+    query(message, signal) {
+      if (closed) return Promise.reject(new UpstreamError("closed", name));
+      if (signal.aborted) {
+        return Promise.reject(
+          new UpstreamError("aborted", name, undefined, { cause: signal.reason }),
+        );
       }
+      if (message.length < 12 || message.length > 0xffff) {
+        return Promise.reject(new UpstreamError("bad_query", name));
+      }
+      let resolve!: (answer: Uint8Array) => void;
+      let reject!: (error: UpstreamError) => void;
+      const promise = new Promise<Uint8Array>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      const job: Job = {
+        message,
+        signal,
+        resolve,
+        reject,
+        onAbort: () => abort(job),
+        retries: 0,
+        conn: undefined,
+        id: -1,
+        timer: undefined,
+        done: false,
+      };
+      signal.addEventListener("abort", job.onAbort, { once: true });
+      dispatch(job);
+      return promise;
     },
     poolStats(): PoolStats {
       let inFlight = 0;
@@ -389,39 +459,16 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     async close() {
       closed = true;
       for (const conn of [...conns]) kill(conn, new UpstreamError("closed", name));
+      for (const job of [...waiting, ...parked]) {
+        if (job.timer) clearTimeout(job.timer);
+        rejectJob(job, new UpstreamError("closed", name));
+      }
+      waiting.clear();
+      parked.clear();
     },
   };
 }
 
 function isIp(host: string): boolean {
   return host.includes(":") || /^\d+\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** `promise`, or an `aborted` UpstreamError as soon as the signal fires. */
-function untilSettled(promise: Promise<void>, signal: AbortSignal, name: string): Promise<void> {
-  if (signal.aborted) {
-    return Promise.reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () =>
-      reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-      (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
-/** Waits until the wall-clock time `at` (no wait when past), or rejects on abort. */
-function sleepUntil(at: number, signal: AbortSignal, name: string): Promise<void> {
-  const ms = at - Date.now();
-  if (ms <= 0) return Promise.resolve();
-  return untilSettled(new Promise((resolve) => setTimeout(resolve, ms)), signal, name);
 }

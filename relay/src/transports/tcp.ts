@@ -53,7 +53,7 @@ export function tcpExchange(
     socket.on("connect", () => {
       connected = true;
       clearTimeout(timer);
-      socket.write(frameMessage(withId(message, id)));
+      socket.write(frameMessage(message, id));
     });
     socket.on("data", (chunk) => {
       for (const answer of reader.push(new Uint8Array(chunk))) {
