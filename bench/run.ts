@@ -11,8 +11,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createTestCertificates, startNsd, startUnbound } from "../test/support/dns-servers.ts";
-import type { ManagedProcess } from "../test/support/processes.ts";
+import {
+  createTestCertificates,
+  freePort,
+  startNsd,
+  startUnbound,
+} from "../test/support/dns-servers.ts";
+import {
+  type ManagedProcess,
+  startProcess,
+  untilReady,
+  waitForDns,
+} from "../test/support/processes.ts";
 import { benchBlocklist } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
@@ -83,6 +93,8 @@ interface PathSpec {
   relay?: RelayServer;
   /** unbound's TCP port this path's connections go to (sampled with ss). */
   upstreamPort?: number;
+  /** Only these outstanding levels (default all). */
+  levels?: readonly number[];
 }
 
 /**
@@ -208,6 +220,16 @@ async function main(): Promise<number> {
       probeName,
     });
     cleanups.push(() => relayDot.proc.stop());
+    const floorPort = await freePort();
+    const floor = startProcess("node floor (dot)", process.execPath, [
+      fileURLToPath(new URL("./node-floor.ts", import.meta.url)),
+      String(floorPort),
+      String(unbound.tlsPort!),
+      certs.caFile,
+      "dns.test",
+    ]);
+    cleanups.push(() => floor.stop());
+    await untilReady(floor, () => waitForDns(floor, floorPort, probeName));
     process.stdout.write(
       `bench: servers up after ${((Date.now() - started) / 1000).toFixed(1)}s\n`,
     );
@@ -276,6 +298,18 @@ async function main(): Promise<number> {
         relay: relayDot,
         upstreamPort: unbound.tlsPort!,
       },
+      {
+        id: "floor-dot",
+        title: "Node floor → DoT",
+        description:
+          "dnsperf → bench/node-floor.ts over UDP → unbound's DoT listener: the same I/O as the relay (UDP in and out, " +
+          "one pipelined TLS connection, certificate verified, writes corked per event-loop turn) with no engine, limits, " +
+          "metrics or timeouts. A reference for what Node itself costs on this path, at -q 50 only.",
+        target: { port: floorPort },
+        hop: floor,
+        upstreamPort: unbound.tlsPort!,
+        levels: [50],
+      },
     ];
     const paths: PathResult[] = specs.map((s) => ({
       id: s.id,
@@ -310,6 +344,7 @@ async function main(): Promise<number> {
     for (const level of LEVELS) {
       for (const [i, spec] of specs.entries()) {
         const path = paths[i]!;
+        if (spec.levels && !spec.levels.includes(level)) continue;
         if (Date.now() - started > BUDGET_MS) {
           notes.push(`${spec.title} at -q ${level}: skipped, time budget used up`);
           continue;
@@ -463,7 +498,7 @@ async function main(): Promise<number> {
       settings: [
         `dnsperf: one client (-c 1 -T 1), -l ${SECONDS} s per run, -q 1/10/50 outstanding, -Q ${MAX_QPS} cap, -t 2 s timeout`,
         `queries: ${HOSTS * 2} names (A and AAAA of ${HOSTS} hosts in ${ZONE_NAME}, served by nsd), cycled; unbound's cache is filled first, so unbound answers from cache`,
-        "unbound 1 thread; dnsdist 1.7 defaults, no packet cache; relay as a child process (node relay/src/cli.ts), cache size 0, rate_limit qps 0 and max_in_flight 0 (unlimited), log level warn",
+        "unbound 1 thread; dnsdist 1.7 defaults, no packet cache; relay as a child process (node relay/src/cli.ts), cache size 0, rate_limit qps 0 and max_in_flight 0 (unlimited), log level warn; the Node floor (bench/node-floor.ts) as a child process on the same Node",
         "DoH: unbound https-port with a throwaway CA (createTestCertificates); dnsperf -m doh sends GET on one HTTP/2 connection; the relay's https upstream POSTs (its default) with ca + tls_servername dns.test",
         "order: level by level, every path in turn, after a 3 s cache fill and a 1 s warm-up per path",
         "hop CPU = user+system CPU of the relay or dnsdist process during the run, per 1000 completed queries (from /proc); the same for unbound",
@@ -479,6 +514,12 @@ async function main(): Promise<number> {
         { title: "relay DoT / dnsdist DoT", numerator: "relay-dot", denominator: "dnsdist-dot" },
         { title: "relay DoT / direct DoT", numerator: "relay-dot", denominator: "direct-dot" },
         { title: "dnsdist DoT / direct DoT", numerator: "dnsdist-dot", denominator: "direct-dot" },
+        { title: "relay DoT / Node floor DoT", numerator: "relay-dot", denominator: "floor-dot" },
+        {
+          title: "Node floor DoT / dnsdist DoT",
+          numerator: "floor-dot",
+          denominator: "dnsdist-dot",
+        },
       ],
       relayCounters,
       sections: [doqSection, blocklistSection],

@@ -135,9 +135,13 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
         ? AbortSignal.any([options.shutdown, client.signal])
         : options.shutdown;
       let answer: Uint8Array;
+      let rcode: string | undefined;
       try {
         const outcome = await options.resolver().resolve(query, signal);
         answer = outcome.answer;
+        if (outcome.kind === "answer" && outcome.rcode !== undefined) {
+          rcode = rcodeText(outcome.rcode);
+        }
         if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
           const take = servfailLog.take();
           if (take) {
@@ -166,7 +170,7 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
           for (const w of ready) w();
         }
       }
-      const rcode = rcodeName(answer);
+      rcode ??= rcodeName(answer);
       const seconds = (performance.now() - started) / 1000;
       metrics.query(client.protocol, rcode, seconds);
       if (logger.level === "debug") {

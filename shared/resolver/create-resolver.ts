@@ -45,7 +45,14 @@ export interface AttemptErrorEvent {
 }
 
 export type ResolveOutcome =
-  | { kind: "answer"; answer: Uint8Array; route: string; upstream: string }
+  | {
+      kind: "answer";
+      answer: Uint8Array;
+      route: string;
+      upstream: string;
+      /** The answer's full RCODE, when the resolver has read it already. */
+      rcode?: number;
+    }
   | { kind: "servfail"; answer: Uint8Array; route: string; error: UpstreamError }
   | { kind: "refused" | "formerr"; answer: Uint8Array };
 
@@ -174,6 +181,7 @@ export function createResolver(options: ResolverOptions): Resolver {
           answer: result.answer,
           route: route.name,
           upstream: result.upstream,
+          rcode: result.rcode,
         };
       }
       return {

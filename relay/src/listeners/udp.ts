@@ -52,13 +52,13 @@ export async function startUdpListener(
     socket.setSendBufferSize(config.udp_buffer_size);
   }
   socket.on("error", (error) => logger.error("udp listener error", { error }));
+  const sent = () => pending.done();
   socket.on("message", (msg, rinfo) => {
     if (stopped) return;
     const query = new Uint8Array(msg.buffer, msg.byteOffset, msg.length);
     pending.add();
-    handler
-      .handle(query, { address: rinfo.address, protocol: "udp" })
-      .then((answer) => {
+    handler.handle(query, { address: rinfo.address, protocol: "udp" }).then(
+      (answer) => {
         if (!answer || closed) {
           pending.done();
           return;
@@ -66,12 +66,18 @@ export async function startUdpListener(
         // 512 bytes always fit: the client's limit is never lower.
         const fitted =
           answer.length <= 512 ? answer : truncateResponse(answer, clientUdpSize(query));
-        socket.send(fitted, rinfo.port, rinfo.address, () => pending.done());
-      })
-      .catch((error) => {
+        try {
+          socket.send(fitted, rinfo.port, rinfo.address, sent);
+        } catch (error) {
+          pending.done();
+          logger.error("udp send failed", { error });
+        }
+      },
+      (error: unknown) => {
         pending.done();
         logger.error("udp query failed", { error });
-      });
+      },
+    );
   });
   const bound = socket.address();
   const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
