@@ -8,7 +8,7 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";
-import { readHeader, readId, withId } from "../../../shared/dns/wire.ts";
+import { readId, withId } from "../../../shared/dns/wire.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { type TcpUpstreamOptions, tcpExchange } from "./tcp.ts";
@@ -21,13 +21,16 @@ export interface UdpUpstreamOptions extends TcpUpstreamOptions {
 }
 
 interface Waiter {
-  resolve(answer: Uint8Array): void;
-  reject(error: UpstreamError): void;
+  readonly resolve: (answer: Uint8Array) => void;
+  readonly reject: (error: UpstreamError) => void;
+  readonly signal: AbortSignal;
+  readonly onAbort: () => void;
 }
 
 interface Slot {
   socket: Socket;
   ready: Promise<void>;
+  connected: boolean;
   pending: Map<number, Waiter>;
   uses: number;
   retired: boolean;
@@ -77,18 +80,38 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     closeIfDone(slot);
   }
 
+  function settle(waiter: Waiter) {
+    waiter.signal.removeEventListener("abort", waiter.onAbort);
+  }
+
   function fail(slot: Slot, error: UpstreamError) {
     const index = slots.indexOf(slot);
     if (index >= 0) slots[index] = undefined;
-    for (const waiter of slot.pending.values()) waiter.reject(error);
+    const waiting = [...slot.pending.values()];
     slot.pending.clear();
+    for (const waiter of waiting) {
+      settle(waiter);
+      waiter.reject(error);
+    }
     retire(slot);
   }
 
   function open(): Slot {
     const { socket, ready } = connectUdpSocket(host, port, options.lookup);
-    const slot: Slot = { socket, ready, pending: new Map(), uses: 0, retired: false };
-    slot.ready.catch(() => {});
+    const slot: Slot = {
+      socket,
+      ready,
+      connected: false,
+      pending: new Map(),
+      uses: 0,
+      retired: false,
+    };
+    ready.then(
+      () => {
+        slot.connected = true;
+      },
+      () => {},
+    );
     socket.on("error", (error) =>
       fail(slot, new UpstreamError("send", name, undefined, { cause: error })),
     );
@@ -96,9 +119,11 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     socket.on("message", (msg) => {
       if (msg.length < 12) return;
       const answer = new Uint8Array(msg.buffer, msg.byteOffset, msg.length);
-      const waiter = slot.pending.get(readId(answer));
+      const id = readId(answer);
+      const waiter = slot.pending.get(id);
       if (!waiter) return;
-      slot.pending.delete(readId(answer));
+      slot.pending.delete(id);
+      settle(waiter);
       waiter.resolve(answer);
       closeIfDone(slot);
     });
@@ -121,49 +146,66 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     return slot;
   }
 
-  async function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    signal.throwIfAborted();
+  /** Sends with the slot's ID; a send error reaches the socket's "error" event (fail). */
+  function send(slot: Slot, id: number, message: Uint8Array) {
+    slot.socket.send(withId(message, id));
+  }
+
+  function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    if (signal.aborted) {
+      return Promise.reject(
+        new UpstreamError("aborted", name, undefined, { cause: signal.reason }),
+      );
+    }
     const slot = pick();
     let id = randomInt(0x10000);
     while (slot.pending.has(id)) id = (id + 1) & 0xffff;
-    const answer = new Promise<Uint8Array>((resolve, reject) => {
-      const onAbort = () => {
+    let resolve!: (answer: Uint8Array) => void;
+    let reject!: (error: UpstreamError) => void;
+    const answer = new Promise<Uint8Array>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const waiter: Waiter = {
+      resolve,
+      reject,
+      signal,
+      onAbort: () => {
+        if (slot.pending.get(id) !== waiter) return;
         slot.pending.delete(id);
         closeIfDone(slot);
         reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      slot.pending.set(id, {
-        resolve(bytes) {
-          signal.removeEventListener("abort", onAbort);
-          resolve(bytes);
+      },
+    };
+    signal.addEventListener("abort", waiter.onAbort, { once: true });
+    slot.pending.set(id, waiter);
+    if (slot.connected) send(slot, id, message);
+    else {
+      slot.ready.then(
+        () => {
+          if (slot.pending.get(id) === waiter) send(slot, id, message);
         },
-        reject(error) {
-          signal.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      });
-    });
-    try {
-      await slot.ready;
-    } catch (error) {
-      fail(slot, new UpstreamError("send", name, undefined, { cause: error }));
-    }
-    if (slot.pending.has(id)) {
-      slot.socket.send(withId(message, id), (error) => {
-        if (error) fail(slot, new UpstreamError("send", name, undefined, { cause: error }));
-      });
+        (error: unknown) =>
+          fail(slot, new UpstreamError("send", name, undefined, { cause: error })),
+      );
     }
     return answer;
   }
 
   return {
     name,
-    async query(message, signal) {
-      if (closed) throw new UpstreamError("closed", name);
-      const answer = await exchange(message, signal);
-      if (readHeader(answer).tc) return tcpExchange(options, message, signal);
-      return withId(answer, readId(message));
+    query(message, signal) {
+      if (closed) return Promise.reject(new UpstreamError("closed", name));
+      if (message.length < 12 || message.length > 0xffff) {
+        return Promise.reject(new UpstreamError("bad_query", name));
+      }
+      return exchange(message, signal).then((answer) => {
+        if ((answer[2]! & 0x02) !== 0) return tcpExchange(options, message, signal); // TC
+        // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
+        answer[0] = message[0]!;
+        answer[1] = message[1]!;
+        return answer;
+      });
     },
     async close() {
       closed = true;
