@@ -2,13 +2,14 @@
 // forwarder with nothing but the I/O the relay also does (UDP in and out,
 // one pipelined TLS connection with a verified certificate, its own message
 // IDs, writes corked per event-loop turn). No engine, no limits, no metrics,
-// no timeouts: not a product, a floor. The relay can approach it, not beat it.
+// no timeouts, no retries: not a product, a floor. The relay can approach
+// it, not beat it.
 //
 //   node bench/node-floor.ts <udp port> <dot port> <ca file> <tls name>
 
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { connect } from "node:tls";
+import { connect, type TLSSocket } from "node:tls";
 import { createFrameReader, frameMessage } from "../shared/dns/framing.ts";
 
 const [listenPort, dotPort, caFile, servername] = process.argv.slice(2);
@@ -26,31 +27,42 @@ interface Asker {
 }
 
 const askers = new Map<number, Asker>();
+const udp = createSocket("udp4");
+const ca = readFileSync(caFile, "utf8");
 let nextId = 0;
 let corked = false;
-const udp = createSocket("udp4");
-const tls = connect({
-  host: "127.0.0.1",
-  port: Number(dotPort),
-  servername,
-  ca: readFileSync(caFile, "utf8"),
-  minVersion: "TLSv1.2",
-});
-tls.setNoDelay(true);
-const frames = createFrameReader();
+let tls: TLSSocket | undefined;
 
-tls.on("data", (chunk: Buffer) => {
-  for (const answer of frames.push(chunk)) {
-    if (answer.length < 12) continue;
-    const wireId = (answer[0]! << 8) | answer[1]!;
-    const asker = askers.get(wireId);
-    if (!asker) continue;
-    askers.delete(wireId);
-    answer[0] = asker.id >> 8;
-    answer[1] = asker.id & 0xff;
-    udp.send(answer, asker.port, asker.address);
-  }
-});
+/** The DoT connection, opened again after the server closed an idle one. */
+function upstream(): TLSSocket {
+  if (tls && !tls.destroyed) return tls;
+  const socket = connect({
+    host: "127.0.0.1",
+    port: Number(dotPort),
+    servername,
+    ca,
+    minVersion: "TLSv1.2",
+  });
+  socket.setNoDelay(true);
+  const frames = createFrameReader();
+  socket.on("data", (chunk: Buffer) => {
+    for (const answer of frames.push(chunk)) {
+      if (answer.length < 12) continue;
+      const wireId = (answer[0]! << 8) | answer[1]!;
+      const asker = askers.get(wireId);
+      if (!asker) continue;
+      askers.delete(wireId);
+      answer[0] = asker.id >> 8;
+      answer[1] = asker.id & 0xff;
+      udp.send(answer, asker.port, asker.address);
+    }
+  });
+  socket.on("error", (error) => process.stderr.write(`node-floor: ${error.message}\n`));
+  // Queries on a closed connection are lost: the floor does not retry.
+  socket.on("close", () => askers.clear());
+  tls = socket;
+  return socket;
+}
 
 udp.on("message", (query, from) => {
   if (query.length < 12 || askers.size >= 0xffff) return;
@@ -58,21 +70,17 @@ udp.on("message", (query, from) => {
   while (askers.has(id)) id = (id + 1) & 0xffff;
   nextId = (id + 1) & 0xffff;
   askers.set(id, { id: (query[0]! << 8) | query[1]!, port: from.port, address: from.address });
+  const socket = upstream();
   if (!corked) {
     corked = true;
-    tls.cork();
+    socket.cork();
     setImmediate(() => {
       corked = false;
-      tls.uncork();
+      socket.uncork();
     });
   }
-  tls.write(frameMessage(query, id, Buffer.allocUnsafe));
+  socket.write(frameMessage(query, id, Buffer.allocUnsafe));
 });
 
-tls.once("secureConnect", () => udp.bind(Number(listenPort), "127.0.0.1"));
-tls.on("error", (error) => {
-  process.stderr.write(`node-floor: ${error.message}\n`);
-  process.exit(1);
-});
-tls.on("close", () => process.exit(1));
+upstream().once("secureConnect", () => udp.bind(Number(listenPort), "127.0.0.1"));
 process.on("SIGTERM", () => process.exit(0));
