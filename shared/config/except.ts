@@ -87,14 +87,31 @@ export function nextLabel(name: string, at: number): number {
   return name.length;
 }
 
+/** Labels in a canonical name ("." has none). */
+export function labelCount(name: string): number {
+  if (name === ".") return 0;
+  let labels = 0;
+  for (let at = 0; at < name.length; at = nextLabel(name, at)) labels++;
+  return labels;
+}
+
 /**
  * Calls `visit` with the canonical name, then each parent, ending with ".";
- * stops early and returns true when `visit` returns true.
+ * stops early and returns true when `visit` returns true. With `maxLabels`,
+ * suffixes longer than that many labels are skipped (nothing to find there).
  */
-export function someSuffix(qname: string, visit: (suffix: string) => boolean): boolean {
+export function someSuffix(
+  qname: string,
+  visit: (suffix: string) => boolean,
+  maxLabels = Number.POSITIVE_INFINITY,
+): boolean {
   const name = canonicalName(qname);
   if (name === ".") return visit(".");
-  for (let at = 0; at < name.length; at = nextLabel(name, at)) {
+  let at = 0;
+  if (maxLabels !== Number.POSITIVE_INFINITY) {
+    for (let skip = labelCount(name) - maxLabels; skip > 0; skip--) at = nextLabel(name, at);
+  }
+  for (; at < name.length; at = nextLabel(name, at)) {
     if (visit(name.slice(at))) return true;
   }
   return visit(".");

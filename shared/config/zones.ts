@@ -1,9 +1,16 @@
 // Route lookup by zone (SPEC §3): the longest matching zone wins; a name on
 // that route's except list skips it and falls to the next candidate — another
 // route declared for the same zone first, then the next-longer parent zone.
-// "." matches every name. One Map probe per label of the query name.
+// "." matches every name. One Map probe per label of the query name, up to
+// the deepest configured zone.
 
-import { canonicalName, createExceptMatcher, type NameMatcher, someSuffix } from "./except.ts";
+import {
+  canonicalName,
+  createExceptMatcher,
+  labelCount,
+  type NameMatcher,
+  someSuffix,
+} from "./except.ts";
 
 /** What the table needs from a route: its zones and, optionally, its except list. */
 export interface RoutableRoute {
@@ -31,10 +38,13 @@ interface Entry<R> {
 
 export function createRouteTable<R extends RoutableRoute>(routes: readonly R[]): RouteTable<R> {
   const byZone = new Map<string, Entry<R>[]>();
+  /** The deepest zone's labels: longer suffixes of a query name cannot match. */
+  let maxLabels = 0;
   routes.forEach((route, index) => {
     const except = toMatcher(route.except);
     for (const zone of route.zones) {
       const key = canonicalName(zone);
+      maxLabels = Math.max(maxLabels, labelCount(key));
       const list = byZone.get(key) ?? [];
       // A route naming one zone twice is still tried once for it.
       if (!list.some((entry) => entry.index === index)) list.push({ route, index, except });
@@ -44,16 +54,20 @@ export function createRouteTable<R extends RoutableRoute>(routes: readonly R[]):
   return {
     match(qname) {
       let found: RouteMatch<R> | undefined;
-      someSuffix(qname, (zone) => {
-        const entries = byZone.get(zone);
-        if (entries === undefined) return false;
-        for (const entry of entries) {
-          if (entry.except?.matches(qname)) continue;
-          found = { route: entry.route, index: entry.index };
-          return true;
-        }
-        return false;
-      });
+      someSuffix(
+        qname,
+        (zone) => {
+          const entries = byZone.get(zone);
+          if (entries === undefined) return false;
+          for (const entry of entries) {
+            if (entry.except?.matches(qname)) continue;
+            found = { route: entry.route, index: entry.index };
+            return true;
+          }
+          return false;
+        },
+        maxLabels,
+      );
       return found;
     },
   };

@@ -87,6 +87,7 @@ export function createPolicy(options: PolicyOptions): Policy {
   };
   return {
     decide(name, qtype) {
+      if (rules.length === 0 && !(blocklist && blocklist.size > 0)) return PASS;
       const normalized = normalizeName(name);
       for (const rule of rules) if (matches(rule, normalized, qtype)) return count(rule.decision);
       if (

@@ -27,6 +27,27 @@ describe("createRouteTable", () => {
     expect(table.match("other.net.")?.route.id).toBe("root");
   });
 
+  it("matches as a probe of every suffix would, with deep names and escaped dots", () => {
+    const label = fc.constantFrom("a", "b", "c", "x\\.y", "B");
+    const name = fc.array(label, { maxLength: 6 }).map((ls) => (ls.length ? `${ls.join(".")}.` : "."));
+    fc.assert(
+      fc.property(fc.uniqueArray(name, { minLength: 1, maxLength: 5 }), name, (zones, qname) => {
+        const table = createRouteTable(zones.map((z, i) => route(String(i), [z])));
+        // Brute force: the zone with the most labels that is a suffix on a label boundary.
+        const lower = qname.toLowerCase();
+        let best: { id: string; labels: number } | undefined;
+        zones.forEach((z, i) => {
+          const zl = z.toLowerCase();
+          const fits =
+            zl === "." || lower === zl || (lower.endsWith(`.${zl}`) && !lower.endsWith(`\\.${zl}`));
+          const labels = zl === "." ? 0 : zl.replace(/\\./g, "").split(".").length - 1;
+          if (fits && (!best || labels > best.labels)) best = { id: String(i), labels };
+        });
+        expect(table.match(qname)?.route.id).toBe(best?.id);
+      }),
+    );
+  });
+
   it("reports the route's index in the list", () => {
     const table = createRouteTable([route("root", ["."]), route("corp", ["corp.example."])]);
     expect(table.match("a.corp.example.")?.index).toBe(1);
