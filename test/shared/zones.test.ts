@@ -29,7 +29,9 @@ describe("createRouteTable", () => {
 
   it("matches as a probe of every suffix would, with deep names and escaped dots", () => {
     const label = fc.constantFrom("a", "b", "c", "x\\.y", "B");
-    const name = fc.array(label, { maxLength: 6 }).map((ls) => (ls.length ? `${ls.join(".")}.` : "."));
+    const name = fc
+      .array(label, { maxLength: 6 })
+      .map((ls) => (ls.length ? `${ls.join(".")}.` : "."));
     fc.assert(
       fc.property(fc.uniqueArray(name, { minLength: 1, maxLength: 5 }), name, (zones, qname) => {
         const table = createRouteTable(zones.map((z, i) => route(String(i), [z])));
