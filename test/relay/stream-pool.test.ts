@@ -66,11 +66,18 @@ afterAll(async () => {
 });
 
 function dotPool(overrides: Partial<StreamPoolOptions> = {}) {
-  return createStreamPool({
+  return tcpPool({
     name: "dot",
-    host: "127.0.0.1",
     port: unbound.tlsPort as number,
     tls: { servername: "dns.test", ca },
+    ...overrides,
+  });
+}
+
+/** A plain TCP pool to `port` (unbound's, or the delay server's). */
+function tcpPool(overrides: Partial<StreamPoolOptions> & { name: string; port: number }) {
+  return createStreamPool({
+    host: "127.0.0.1",
     size: 2,
     maxInFlight: 100,
     idleTimeoutMs: 5000,
@@ -403,17 +410,7 @@ describe("DoT pool with a client certificate", () => {
 
 describe("TCP pool", () => {
   it("answers with the caller's ID over one pipelined connection", async () => {
-    const pool = createStreamPool({
-      name: "tcp",
-      host: "127.0.0.1",
-      port: unbound.port,
-      size: 2,
-      maxInFlight: 100,
-      idleTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      handshakeTimeoutMs: 1000,
-      maxRetries: 2,
-    });
+    const pool = tcpPool({ name: "tcp", port: unbound.port });
     try {
       for (let i = 0; i < 5; i++) {
         const answer = await pool.query(
@@ -430,17 +427,7 @@ describe("TCP pool", () => {
   });
 
   it("rejects an aborted query with a typed error and keeps the connection for others", async () => {
-    const pool = createStreamPool({
-      name: "slow",
-      host: "127.0.0.1",
-      port: delay.port,
-      size: 1,
-      maxInFlight: 10,
-      idleTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      handshakeTimeoutMs: 1000,
-      maxRetries: 2,
-    });
+    const pool = tcpPool({ name: "slow", port: delay.port, size: 1, maxInFlight: 10 });
     try {
       const slow = pool.query(buildQuery("900.t.test", 1), AbortSignal.timeout(100));
       const fast = pool.query(buildQuery("5.t.test", 1), AbortSignal.timeout(2000));
@@ -453,17 +440,7 @@ describe("TCP pool", () => {
   });
 
   it("waits for a free slot when every connection is at max_in_flight", async () => {
-    const pool = createStreamPool({
-      name: "narrow",
-      host: "127.0.0.1",
-      port: delay.port,
-      size: 1,
-      maxInFlight: 2,
-      idleTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      handshakeTimeoutMs: 1000,
-      maxRetries: 2,
-    });
+    const pool = tcpPool({ name: "narrow", port: delay.port, size: 1, maxInFlight: 2 });
     try {
       const answers = await Promise.all(
         Array.from({ length: 6 }, (_, i) =>
@@ -480,17 +457,7 @@ describe("TCP pool", () => {
   });
 
   it("drops a query that gives up while waiting for a slot, and serves the next in line", async () => {
-    const pool = createStreamPool({
-      name: "single",
-      host: "127.0.0.1",
-      port: delay.port,
-      size: 1,
-      maxInFlight: 1,
-      idleTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      handshakeTimeoutMs: 1000,
-      maxRetries: 2,
-    });
+    const pool = tcpPool({ name: "single", port: delay.port, size: 1, maxInFlight: 1 });
     try {
       const first = pool.query(buildQuery("200.t.test", 1, { id: 1 }), AbortSignal.timeout(3000));
       const quitter = pool.query(buildQuery("7.t.test", 1, { id: 2 }), AbortSignal.timeout(50));

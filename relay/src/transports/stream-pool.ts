@@ -425,12 +425,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
       if (message.length < 12 || message.length > 0xffff) {
         return Promise.reject(new UpstreamError("bad_query", name));
       }
-      let resolve!: (answer: Uint8Array) => void;
-      let reject!: (error: UpstreamError) => void;
-      const promise = new Promise<Uint8Array>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
+      const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
       const job: Job = {
         message,
         signal,

@@ -160,12 +160,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     const slot = pick();
     let id = randomInt(0x10000);
     while (slot.pending.has(id)) id = (id + 1) & 0xffff;
-    let resolve!: (answer: Uint8Array) => void;
-    let reject!: (error: UpstreamError) => void;
-    const answer = new Promise<Uint8Array>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
+    const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
     const waiter: Waiter = {
       resolve,
       reject,
