@@ -295,11 +295,9 @@ export function createRace(config: RaceConfig): Race {
 
   function abortRuns(signal: AbortSignal) {
     watched.delete(signal);
-    for (let run = oldest; run; ) {
-      const next = run.newer;
-      if (run.signal === signal) run.onAbort();
-      run = next;
-    }
+    const hit: QueryRun[] = [];
+    for (let run = oldest; run; run = run.newer) if (run.signal === signal) hit.push(run);
+    for (const run of hit) run.onAbort();
   }
 
   // One query: its attempts, held answer and deadline. A class rather than
@@ -627,7 +625,11 @@ export function createRace(config: RaceConfig): Race {
     async close() {
       if (closed) return;
       closed = true;
-      while (oldest) oldest.onClose(new UpstreamError("closed", name));
+      while (oldest) {
+        const run = oldest;
+        if (run.done) untrack(run);
+        else run.onClose(new UpstreamError("closed", name));
+      }
       if (config.ownsUpstreams) await Promise.all(members.map((m) => m.upstream.close()));
     },
   };

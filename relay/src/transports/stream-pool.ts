@@ -397,7 +397,10 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     const conn = job.conn;
     if (conn) {
       if (job.id >= 0) conn.pending.delete(job.id);
-      else conn.queued.splice(conn.queued.indexOf(job), 1);
+      else {
+        const i = conn.queued.indexOf(job);
+        if (i >= 0) conn.queued.splice(i, 1);
+      }
       detach(job);
     }
     rejectJob(job, new UpstreamError("aborted", name, undefined, { cause: job.signal.reason }));
