@@ -76,6 +76,20 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
   /** SERVFAILs are logged at warn, at most one line per 10 s. */
   const servfailLog = createLogThrottle(10_000);
 
+  // The query signal per client signal (a TCP or DoT connection's), made once
+  // per connection rather than once per query.
+  const withShutdown = new WeakMap<AbortSignal, AbortSignal>();
+
+  function querySignal(clientSignal: AbortSignal | undefined): AbortSignal {
+    if (!clientSignal) return options.shutdown;
+    let signal = withShutdown.get(clientSignal);
+    if (!signal) {
+      signal = AbortSignal.any([options.shutdown, clientSignal]);
+      withShutdown.set(clientSignal, signal);
+    }
+    return signal;
+  }
+
   // Verdicts per source address, for the current allow list (reload swaps it).
   let verdicts = new Map<string, boolean>();
   let verdictsFor: readonly Cidr[] | undefined;
@@ -131,9 +145,7 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
 
       inFlight++;
       metrics.inFlight(1);
-      const signal = client.signal
-        ? AbortSignal.any([options.shutdown, client.signal])
-        : options.shutdown;
+      const signal = querySignal(client.signal);
       let answer: Uint8Array;
       let rcode: string | undefined;
       try {
