@@ -148,7 +148,11 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
 
   /** Sends with the slot's ID; a send error reaches the socket's "error" event (fail). */
   function send(slot: Slot, id: number, message: Uint8Array) {
-    slot.socket.send(withId(message, id));
+    try {
+      slot.socket.send(withId(message, id));
+    } catch (error) {
+      fail(slot, new UpstreamError("send", name, undefined, { cause: error }));
+    }
   }
 
   function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
