@@ -1,7 +1,8 @@
-// `npm run bench`: dnsperf against eight paths to one unbound (stub zone at
+// `npm run bench`: dnsperf against nine paths to one unbound (stub zone at
 // nsd), all on 127.0.0.1, at several outstanding-query levels:
 //   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
-//   direct DoT, dnsdist → DoT, relay → DoT.
+//   direct DoT, dnsdist → DoT, relay → DoT, and the Node floor → DoT
+//   (bench/node-floor.ts, at -q 50 only).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
 // has -l seconds and -Q/-q limits; the whole run stays under 4 minutes.
 // Every process is stopped and every temp dir removed, also on error.
