@@ -100,6 +100,11 @@ function isCode(value: unknown): value is UpstreamErrorCode {
  * through, a DOMException TimeoutError/AbortError maps to timeout/aborted, an
  * error carrying one of our codes keeps it, anything else is `internal`.
  */
+/** The error a transport rejects with once `signal` aborts: `aborted`, caused by the signal's reason. */
+export function abortedBy(signal: AbortSignal, upstream: string): UpstreamError {
+  return new UpstreamError("aborted", upstream, undefined, { cause: signal.reason });
+}
+
 export function toUpstreamError(error: unknown, upstream: string): UpstreamError {
   if (error instanceof UpstreamError) return error;
   const name = error instanceof Error ? error.name : undefined;

@@ -12,7 +12,7 @@ import {
   constants,
   type SecureClientSessionOptions,
 } from "node:http2";
-import { UpstreamError } from "../../../shared/engine/errors.ts";
+import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream } from "./pool-stats.ts";
 
@@ -199,7 +199,7 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
       };
       const onAbort = () => {
         stream.close(constants.NGHTTP2_CANCEL);
-        settle(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+        settle(abortedBy(signal, name));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       stream.on("response", (h) => {

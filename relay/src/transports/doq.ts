@@ -13,8 +13,8 @@ import { randomBytes, X509Certificate } from "node:crypto";
 import { isIP, type LookupFunction } from "node:net";
 import { rootCertificates } from "node:tls";
 import { createFrameReader, type FrameReader, frameMessage } from "../../../shared/dns/framing.ts";
-import { readId, withId } from "../../../shared/dns/wire.ts";
-import { UpstreamError } from "../../../shared/engine/errors.ts";
+import { readId, setId } from "../../../shared/dns/wire.ts";
+import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 import {
   buildQuicheConfig,
@@ -125,10 +125,6 @@ interface Session {
   streams: Map<number, PendingAnswer>;
   waiting: (() => void)[];
   nextStreamId: number;
-}
-
-function abortError(signal: AbortSignal, name: string): UpstreamError {
-  return new UpstreamError("aborted", name, undefined, { cause: signal.reason });
 }
 
 export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
@@ -357,7 +353,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     const pending = connecting;
     // One caller giving up must not cancel the connection the others wait for.
     return new Promise<Session>((resolve, reject) => {
-      const onAbort = () => reject(abortError(signal, name));
+      const onAbort = () => reject(abortedBy(signal, name));
       signal.addEventListener("abort", onAbort, { once: true });
       pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
@@ -386,7 +382,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     for (;;) {
       if (s.dead.signal.aborted)
         throw new UpstreamError("send", name, `${name}: QUIC connection closed`);
-      if (signal.aborted) throw abortError(signal, name);
+      if (signal.aborted) throw abortedBy(signal, name);
       if (s.link.conn.peerStreamsLeftBidi() > 0) break;
       await moreStreams(s, signal);
     }
@@ -397,7 +393,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
       s.streams.set(streamId, { frames: createFrameReader(), resolve, reject });
       onAbort = () => {
         s.link.cancelStream(streamId, DOQ_ERROR.requestCancelled);
-        reject(abortError(signal, name));
+        reject(abortedBy(signal, name));
       };
     });
     signal.addEventListener("abort", onAbort, { once: true });
@@ -420,7 +416,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     name,
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
-      if (signal.aborted) throw abortError(signal, name);
+      if (signal.aborted) throw abortedBy(signal, name);
       if (message.length < 12) throw new UpstreamError("bad_query", name);
       if (inFlight >= options.maxInFlight) {
         throw new UpstreamError("busy", name, `${name}: ${inFlight} DoQ queries in flight`);
@@ -438,8 +434,8 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
             answer = await exchange(s, framed, signal);
           } catch (error) {
             if (signal.aborted) {
-              if (silentSince(s, sentAt)) drop(s, abortError(signal, name));
-              throw abortError(signal, name);
+              if (silentSince(s, sentAt)) drop(s, abortedBy(signal, name));
+              throw abortedBy(signal, name);
             }
             if (closed) throw new UpstreamError("closed", name);
             const failure = error instanceof UpstreamError ? error : undefined;
@@ -458,7 +454,9 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
             drop(s, protocolError(), DOQ_ERROR.protocolError);
             throw new UpstreamError("id_mismatch", name, `${name}: DoQ answer with a non-zero ID`);
           }
-          return withId(answer, readId(message));
+          // The answer is ours alone (a view of the stream's bytes): the caller's ID goes back in place.
+          setId(answer, readId(message));
+          return answer;
         }
       } finally {
         inFlight--;

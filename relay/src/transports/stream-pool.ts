@@ -16,8 +16,8 @@ import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
-import { readId } from "../../../shared/dns/wire.ts";
-import { UpstreamError } from "../../../shared/engine/errors.ts";
+import { readId, setId } from "../../../shared/dns/wire.ts";
+import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 
@@ -258,8 +258,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
         detach(job);
         settle(job);
         // The frame is ours alone (a view of this chunk): the caller's ID goes back in place.
-        answer[0] = job.message[0]!;
-        answer[1] = job.message[1]!;
+        setId(answer, readId(job.message));
         // The caller checks the answer (question, format) and classifies a bad one.
         job.resolve(answer);
       }
@@ -403,7 +402,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
       }
       detach(job);
     }
-    rejectJob(job, new UpstreamError("aborted", name, undefined, { cause: job.signal.reason }));
+    rejectJob(job, abortedBy(job.signal, name));
   }
 
   function flushSoon(conn: Connection) {
@@ -420,11 +419,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     name,
     query(message, signal) {
       if (closed) return Promise.reject(new UpstreamError("closed", name));
-      if (signal.aborted) {
-        return Promise.reject(
-          new UpstreamError("aborted", name, undefined, { cause: signal.reason }),
-        );
-      }
+      if (signal.aborted) return Promise.reject(abortedBy(signal, name));
       if (message.length < 12 || message.length > 0xffff) {
         return Promise.reject(new UpstreamError("bad_query", name));
       }

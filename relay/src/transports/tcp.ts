@@ -5,8 +5,8 @@
 import { randomInt } from "node:crypto";
 import { connect } from "node:net";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
-import { readId, withId } from "../../../shared/dns/wire.ts";
-import { UpstreamError } from "../../../shared/engine/errors.ts";
+import { readId, setId } from "../../../shared/dns/wire.ts";
+import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 
 export interface TcpUpstreamOptions {
@@ -30,7 +30,7 @@ export function tcpExchange(
   const id = randomInt(0x10000);
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
-      reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+      reject(abortedBy(signal, name));
       return;
     }
     let connected = false;
@@ -46,8 +46,7 @@ export function tcpExchange(
       if (error) reject(error);
       else resolve(answer as Uint8Array);
     };
-    const onAbort = () =>
-      finish(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+    const onAbort = () => finish(abortedBy(signal, name));
     signal.addEventListener("abort", onAbort, { once: true });
     const reader = createFrameReader();
     socket.on("connect", () => {
@@ -56,9 +55,11 @@ export function tcpExchange(
       socket.write(frameMessage(message, id));
     });
     socket.on("data", (chunk) => {
-      for (const answer of reader.push(new Uint8Array(chunk))) {
+      for (const answer of reader.push(chunk)) {
         if (answer.length >= 12 && readId(answer) === id) {
-          finish(undefined, withId(answer, clientId));
+          // Ours alone (a view of this chunk): the caller's ID goes back in place.
+          setId(answer, clientId);
+          finish(undefined, answer);
           return;
         }
       }

@@ -8,8 +8,8 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";
-import { readId, withId } from "../../../shared/dns/wire.ts";
-import { UpstreamError } from "../../../shared/engine/errors.ts";
+import { readId, setId, withId } from "../../../shared/dns/wire.ts";
+import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { type TcpUpstreamOptions, tcpExchange } from "./tcp.ts";
 
@@ -156,11 +156,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   }
 
   function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    if (signal.aborted) {
-      return Promise.reject(
-        new UpstreamError("aborted", name, undefined, { cause: signal.reason }),
-      );
-    }
+    if (signal.aborted) return Promise.reject(abortedBy(signal, name));
     const slot = pick();
     let id = randomInt(0x10000);
     while (slot.pending.has(id)) id = (id + 1) & 0xffff;
@@ -173,7 +169,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
         if (slot.pending.get(id) !== waiter) return;
         slot.pending.delete(id);
         closeIfDone(slot);
-        reject(new UpstreamError("aborted", name, undefined, { cause: signal.reason }));
+        reject(abortedBy(signal, name));
       },
     };
     signal.addEventListener("abort", waiter.onAbort, { once: true });
@@ -201,8 +197,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
       return exchange(message, signal).then((answer) => {
         if ((answer[2]! & 0x02) !== 0) return tcpExchange(options, message, signal); // TC
         // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
-        answer[0] = message[0]!;
-        answer[1] = message[1]!;
+        setId(answer, readId(message));
         return answer;
       });
     },
