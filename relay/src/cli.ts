@@ -1,5 +1,5 @@
 // doh-relay: the relay daemon's command line.
-//   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5353 to public DoH resolvers)
+//   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5053 to public DoH resolvers)
 //   --check         validate, print the normalized config as JSON, exit 0 (1 when invalid)
 //   --log-level L   debug | info | warn | error (overrides log.level)
 //   --help, --version
@@ -19,7 +19,7 @@ import { assertSupported } from "./transports/build-transports.ts";
 const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
 
   --config FILE      relay config (YAML); without it: udp and tcp on
-                     127.0.0.1:5353, forwarding to public DoH resolvers
+                     127.0.0.1:5053, forwarding to public DoH resolvers
   --check            validate the config, print it normalized, and exit
   --log-level LEVEL  debug, info, warn or error (overrides log.level)
   --help             this text
@@ -120,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
   const logger: Logger = createLogger(levelArg ?? config.log.level);
   if (path === undefined) {
     logger.info("no --config: using the default config", {
-      listen: "udp+tcp 127.0.0.1:5353",
+      listen: "udp+tcp 127.0.0.1:5053",
       upstreams: DEFAULT_CONFIG_INPUT.upstreams.map((u) => u.url),
     });
   }

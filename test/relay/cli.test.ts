@@ -124,15 +124,15 @@ describe("doh-relay --check, --version, --help", () => {
     expect(result.code).toBe(0);
     const config = JSON.parse(result.stdout);
     expect(config.routes[0]).toMatchObject({ zones: ["."], timeout: 5000, policy: "failover" });
-    expect(config.listen.udp.addr).toBe("127.0.0.1:5353");
+    expect(config.listen.udp.addr).toBe("127.0.0.1:5053");
   });
 
-  it("without --config checks the default config: public DoH resolvers on 127.0.0.1:5353", async () => {
+  it("without --config checks the default config: public DoH resolvers on 127.0.0.1:5053", async () => {
     const result = await runCli(["--check"]);
     expect(result.code).toBe(0);
     const config = JSON.parse(result.stdout);
-    expect(config.listen.udp.addr).toBe("127.0.0.1:5353");
-    expect(config.listen.tcp.addr).toBe("127.0.0.1:5353");
+    expect(config.listen.udp.addr).toBe("127.0.0.1:5053");
+    expect(config.listen.tcp.addr).toBe("127.0.0.1:5053");
     expect(config.upstreams.map((u: { url: string }) => u.url)).toEqual([
       "https://cloudflare-dns.com/dns-query",
       "https://dns.quad9.net/dns-query",
