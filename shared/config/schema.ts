@@ -19,7 +19,7 @@
 // `.problems`. Warnings (config that works but is probably unwise) come back
 // beside the config.
 
-import { z } from "zod";
+import * as z from "zod";
 import { rrTypeFromName } from "../dns/codes.ts";
 import { POLICY_NAMES, type PolicyName } from "../engine/policies.ts";
 import { parseDuration } from "./duration.ts";
