@@ -15,6 +15,7 @@ import { loadRelayConfig } from "./config/load-config.ts";
 import { createLogger, isLogLevel, type Logger } from "./log.ts";
 import { startRelay } from "./relay.ts";
 import { assertSupported } from "./transports/build-transports.ts";
+import { loadQuiche } from "./transports/quiche-link.ts";
 
 const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
 
@@ -38,7 +39,11 @@ export const DEFAULT_CONFIG_INPUT = {
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
+/** Set by scripts/build-relay.ts in the bundle; absent when run from source. */
+declare const RELAY_BUILD_VERSION: string | undefined;
+
 function version(): string {
+  if (typeof RELAY_BUILD_VERSION === "string") return RELAY_BUILD_VERSION;
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
   return String(pkg.version);
 }
@@ -49,7 +54,28 @@ async function readConfig(path: string | undefined): Promise<RelayConfig> {
       ? parseRelayConfig(DEFAULT_CONFIG_INPUT).config
       : (await loadRelayConfig(path)).config;
   assertSupported(config);
+  await assertQuicAvailable(config);
   return config;
+}
+
+/**
+ * DoQ needs @matrixai/quic, an optional native addon (no build exists for
+ * linux-arm64; the release bundle leaves it out): a quic:// upstream without
+ * it is a config error at startup, not a SERVFAIL per query.
+ */
+async function assertQuicAvailable(config: RelayConfig): Promise<void> {
+  const index = config.upstreams.findIndex((u) => u.url.protocol === "quic");
+  if (index < 0) return;
+  try {
+    await loadQuiche();
+  } catch (error) {
+    throw new ConfigError([
+      {
+        path: ["upstreams", index, "url"],
+        message: `quic:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use tls:// instead`,
+      },
+    ]);
+  }
 }
 
 /** Prints the normalized config: durations in ms, URLs and CIDRs as text. */
