@@ -8,7 +8,8 @@
 // and every copy of it is a real copy. A transport makes it so once, where
 // the bytes arrive (plainBytes, or copyBytes when it keeps the memory:
 // shared/dns/bytes.ts); layers above copy only to keep or share an answer.
-// test/shared/support/upstream-contract.ts checks every transport.
+// test/shared/support/upstream-contract.ts is the table of these rules
+// that each transport is tested against.
 
 import { UpstreamError } from "./errors.ts";
 
