@@ -7,6 +7,7 @@
 // serve_stale, expired entries are kept a day longer for RFC 8767.
 
 import type { CacheConfig } from "../config/schema.ts";
+import { copyBytes } from "../dns/bytes.ts";
 import {
   ageTtls,
   minTtl,
@@ -111,14 +112,13 @@ function questionNameEnd(msg: Uint8Array): number | undefined {
   return undefined;
 }
 
-/** A copy with every TTL but OPT's lowered to at most `max` seconds. */
+/** Lowers every TTL but OPT's to at most `max` seconds, in place; returns `msg`. */
 function capTtls(msg: Uint8Array, max: number): Uint8Array {
-  const out = msg.slice();
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
   walkRecords(msg, (rr) => {
     if (rr.type !== 41 && rr.ttl > max) view.setUint32(rr.ttlOffset, max);
   });
-  return out;
+  return msg;
 }
 
 /** How long `answer` may be cached, in ms; undefined = not cacheable. */
@@ -159,6 +159,7 @@ export function servedCopy(
   query: Uint8Array,
 ): Uint8Array {
   const remainingS = Math.ceil((entry.expiresAt - now) / 1000);
+  // ageTtls' copy is ours to cap in place.
   const aged = ageTtls(entry.answer, Math.floor((now - entry.storedAt) / 1000));
   return adaptAnswer(capTtls(aged, remainingS), query);
 }
@@ -202,7 +203,7 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
       const entry = entries.get(key);
       if (!entry || now() >= entry.staleUntil) return undefined;
       stats.stale++;
-      return adaptAnswer(capTtls(entry.answer, STALE_TTL_SECONDS), query);
+      return adaptAnswer(capTtls(copyBytes(entry.answer), STALE_TTL_SECONDS), query);
     },
     put(key, query, answer) {
       if (config.size === 0) return false;
@@ -213,7 +214,8 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
       const t = now();
       const expiresAt = t + ms;
       entries.set(key, {
-        answer: answer.slice(),
+        // The cache's own copy, never a view of the caller's bytes.
+        answer: copyBytes(answer),
         storedAt: t,
         expiresAt,
         staleUntil: config.serve_stale ? expiresAt + STALE_WINDOW_MS : expiresAt,
