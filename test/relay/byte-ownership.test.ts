@@ -10,7 +10,7 @@ import { decodeMessage, encodeMessage } from "../../shared/dns/codec.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { ageTtls, readId, withId } from "../../shared/dns/wire.ts";
-import { createAnswerCache } from "../../shared/resolver/answer-cache.ts";
+import { cacheKey, createAnswerCache } from "../../shared/resolver/answer-cache.ts";
 
 const isPlain = (bytes: Uint8Array) => Object.getPrototypeOf(bytes) === Uint8Array.prototype;
 
@@ -87,31 +87,32 @@ describe("the answer cache given a Node Buffer", () => {
     let now = 1_000_000;
     const cache = createAnswerCache(CONFIG, () => now);
     const query = (id: number) => buildQuery("www.own.test", 1, { id });
+    const key = cacheKey(query(1)) as string;
     const answer = bufferAnswer(1);
-    expect(cache.put(query(1), answer)).toBe(true);
+    expect(cache.put(key, query(1), answer)).toBe(true);
     // The caller reuses its memory: the cache must not see it.
     answer.fill(0);
-    const first = cache.get(query(2)) as Uint8Array;
-    const second = cache.get(query(3)) as Uint8Array;
+    const first = cache.get(key, query(2)) as Uint8Array;
+    const second = cache.get(key, query(3)) as Uint8Array;
     expect([readId(first), readId(second)]).toEqual([2, 3]);
     expect(isPlain(first) && isPlain(second)).toBe(true);
     expect(ttlOf(first)).toBe(300);
     // An asker changing its answer changes no other answer.
     first.fill(0xff);
     expect(readId(second)).toBe(3);
-    expect(ttlOf(cache.get(query(4)) as Uint8Array)).toBe(300);
+    expect(ttlOf(cache.get(key, query(4)) as Uint8Array)).toBe(300);
     // TTLs fall by the time elapsed, hit after hit (no compounding).
     const ttls = [];
     for (let s = 1; s <= 4; s++) {
       now += 1000;
-      ttls.push(ttlOf(cache.get(query(10 + s)) as Uint8Array));
+      ttls.push(ttlOf(cache.get(key, query(10 + s)) as Uint8Array));
     }
     expect(ttls).toEqual([299, 298, 297, 296]);
     // Stale answers too are copies (TTL 30), leaving the entry as it was.
     now += 400_000;
-    const stale = cache.getStale(query(20)) as Uint8Array;
+    const stale = cache.getStale(key, query(20)) as Uint8Array;
     expect([readId(stale), ttlOf(stale)]).toEqual([20, 30]);
     stale.fill(0);
-    expect(ttlOf(cache.getStale(query(21)) as Uint8Array)).toBe(30);
+    expect(ttlOf(cache.getStale(key, query(21)) as Uint8Array)).toBe(30);
   });
 });
