@@ -1,6 +1,7 @@
 // doh-relay: the relay daemon's command line.
 //   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5053 to public DoH resolvers)
-//   --check         validate, print the normalized config as JSON, exit 0 (1 when invalid)
+//   --check         validate, print the config as YAML with every default filled in
+//                   (readable by --config), exit 0; 1 with every problem when invalid
 //   --log-level L   debug | info | warn | error (overrides log.level)
 //   --help, --version
 // SIGTERM/SIGINT drain in-flight queries (up to 5 s) and exit 0; SIGHUP
@@ -8,10 +9,14 @@
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { formatCidr } from "../../shared/config/ip.ts";
-import { ConfigError, parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
-import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import {
+  ConfigError,
+  formatProblem,
+  parseRelayConfig,
+  type RelayConfig,
+} from "../../shared/config/schema.ts";
 import { loadRelayConfig } from "./config/load-config.ts";
+import { printRelayConfig } from "./config/print-config.ts";
 import { createLogger, isLogLevel, type Logger } from "./log.ts";
 import { startRelay } from "./relay.ts";
 import { assertSupported } from "./transports/build-transports.ts";
@@ -21,7 +26,9 @@ const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
 
   --config FILE      relay config (YAML); without it: udp and tcp on
                      127.0.0.1:5053, forwarding to public DoH resolvers
-  --check            validate the config, print it normalized, and exit
+  --check            validate the config and print it as YAML with every
+                     default filled in (readable by --config), or every
+                     problem, one per line; then exit
   --log-level LEVEL  debug, info, warn or error (overrides log.level)
   --help             this text
   --version          the version
@@ -78,17 +85,10 @@ async function assertQuicAvailable(config: RelayConfig): Promise<void> {
   }
 }
 
-/** Prints the normalized config: durations in ms, URLs and CIDRs as text. */
-function printable(config: RelayConfig): unknown {
-  return JSON.parse(
-    JSON.stringify(config, (_key, value) => {
-      if (value === null || typeof value !== "object") return value;
-      if ("href" in value) return value.href;
-      if ("prefix" in value && value.bytes instanceof Uint8Array) return formatCidr(value);
-      if ("hostKind" in value && "port" in value) return formatHostPort(value);
-      return value;
-    }),
-  );
+/** A config error as one line per problem; anything else as one line. */
+function problemLines(error: unknown): string {
+  if (error instanceof ConfigError) return error.problems.map(formatProblem).join("\n");
+  return oneLine(error);
 }
 
 function oneLine(error: unknown): string {
@@ -135,11 +135,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     config = await readConfig(path);
   } catch (error) {
-    process.stderr.write(`${oneLine(error)}\n`);
+    process.stderr.write(`${problemLines(error)}\n`);
     return 1;
   }
   if (args.values.check) {
-    process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
+    process.stdout.write(printRelayConfig(config));
     return 0;
   }
 
