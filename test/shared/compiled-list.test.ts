@@ -15,34 +15,14 @@ import {
   unionMatchers,
 } from "../../shared/policy/compiled-list.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
+import { listNames } from "../support/list-names.ts";
 
 /** Labels from a small alphabet, so lists and names overlap often. */
 const label = fc.constantFrom("a", "b", "ads", "cdn", "x-1", "track", "www", "com", "net");
 const name = fc.array(label, { minLength: 1, maxLength: 5 }).map((labels) => labels.join("."));
 
-function seeded(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Names shaped like real lists: one to three random labels under a few parents. */
-function realisticNames(count: number, seed: number): string[] {
-  const random = seeded(seed);
-  const word = () =>
-    Array.from({ length: 3 + Math.floor(random() * 13) }, () =>
-      String.fromCharCode(97 + Math.floor(random() * 26)),
-    ).join("");
-  const parents = Array.from({ length: 50 }, () => `${word()}.com`);
-  return Array.from({ length: count }, () => {
-    const labels = Array.from({ length: 1 + Math.floor(random() * 3) }, word);
-    return `${labels.join(".")}.${parents[Math.floor(random() * parents.length)]}`;
-  });
-}
+/** Names shaped like real lists, 50 parents so suffixes repeat. */
+const realisticNames = (count: number, seed: number) => listNames(count, seed, 50);
 
 describe("compiled block list", () => {
   it("matches exactly what the plain suffix set matches (fast-check)", () => {
