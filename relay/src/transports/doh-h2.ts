@@ -12,6 +12,7 @@ import {
   constants,
   type SecureClientSessionOptions,
 } from "node:http2";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream } from "./pool-stats.ts";
@@ -250,13 +251,14 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
       if (signal.aborted) throw new UpstreamError("aborted", name);
+      const padded = padQuery(message);
       // A session that dies under a query (reset, GOAWAY) costs a retry on
       // a fresh session, up to maxRetries; other failures are final.
       for (let attempt = 0; ; attempt++) {
         const entry = pick();
         await entry.ready;
         try {
-          return await request(entry, message, signal);
+          return await request(entry, padded, signal);
         } catch (error) {
           const died = entry.session.destroyed || entry.session.closed || !sessions.includes(entry);
           const retry =
