@@ -279,3 +279,55 @@ describe("edge worker rules", () => {
     expect(addresses((await ask(config, "public.corp.test.")).answer)).toEqual(["192.0.2.1"]);
   });
 });
+
+describe("the OPT record is hop-by-hop (issue 15.5)", () => {
+  /** A GET for `name` whose OPT carries `options` (code, data length). */
+  async function askWith(config: Config, options: [number, number][]) {
+    const base = buildQuery("www.example.test.", 1, { id: 77, ednsUdpSize: 1232 });
+    const rdata = options.flatMap(([code, length]) => [
+      code >> 8,
+      code & 0xff,
+      0,
+      length,
+      ...new Array<number>(length).fill(code === 10 ? 9 : 0),
+    ]);
+    const query = Uint8Array.from([
+      ...base.subarray(0, base.length - 2),
+      0,
+      rdata.length,
+      ...rdata,
+    ]);
+    const response = await handle(
+      new Request(`https://edge.test/dns-query?dns=${encodeBase64Url(query)}`),
+      { DOH_CONFIG: config },
+    );
+    return new Uint8Array(await response.arrayBuffer());
+  }
+  const codes = (answer: Uint8Array) => readEdns(answer)?.options.map((o) => o.code) ?? [];
+
+  it("pads the DoH answer to 468-byte blocks for a client that padded, and only then", async () => {
+    const config = oneRoute([upstream("a", A)]);
+    const padded = await askWith(config, [
+      [10, 8],
+      [12, 16],
+    ]);
+    expect(addresses(padded)).toEqual(["192.0.2.1"]);
+    expect(padded.length % 468).toBe(0);
+    expect(codes(padded)).toEqual([12]);
+    const plain = await askWith(config, [[10, 8]]);
+    expect(addresses(plain)).toEqual(["192.0.2.1"]);
+    expect(codes(plain)).not.toContain(12);
+    expect(plain.length).toBeLessThan(468);
+  });
+
+  it("over DoT to unbound (which pads what it answers over TLS), a client that did not pad gets no padding", async () => {
+    const config = oneRoute([
+      upstream("dot", `tls://127.0.0.1:${inject("unboundTlsPort")}`, {
+        tls_servername: "dns.test",
+      }),
+    ]);
+    const plain = await askWith(config, []);
+    expect(addresses(plain)).toEqual(["192.0.2.1"]);
+    expect(codes(plain)).toEqual([]);
+  });
+});
