@@ -294,3 +294,34 @@ describe("back toward clients", () => {
     expect(codes(udp as Uint8Array)).toEqual([EDE]);
   });
 });
+
+describe("the origin endpoint (worker → relay hop)", () => {
+  it("passes on none of the worker's options but ECS, and pads its answer for a padded query", async () => {
+    const env = "DOH_EDGE_EDNS_TEST_TOKEN";
+    process.env[env] = "edns-token";
+    const relay = await startTestRelay({
+      listen: { origin: { addr: "127.0.0.1:8853", token_env: env } },
+      upstreams: [{ name: "rec", url: `udp://127.0.0.1:${recorder.port}` }],
+    });
+    relays.push(relay);
+    delete process.env[env];
+    const seen = recorder.queries.length;
+    const query = addOptions(ednsQuery("www.relay.test"), [
+      { code: COOKIE, data: new Uint8Array(8).fill(3) },
+      { code: ECS, data: Uint8Array.of(0, 1, 24, 0, 192, 0, 2) },
+      { code: PADDING, data: new Uint8Array(60) },
+    ]);
+    const response = await fetch(`http://127.0.0.1:${portOf(relay, "origin")}/origin/rec`, {
+      method: "POST",
+      headers: { authorization: "Bearer edns-token", "content-type": "application/dns-message" },
+      body: query as Uint8Array<ArrayBuffer>,
+    });
+    expect(response.status).toBe(200);
+    const answer = new Uint8Array(await response.arrayBuffer());
+    expect(readRcode(answer)).toBe(0);
+    expect(answer.length % 468).toBe(0);
+    const sent = recorder.queries.slice(seen);
+    expect(sent.map((q) => q.transport)).toEqual(["udp"]);
+    expect(codes(sent[0]!.bytes)).toEqual([ECS]); // plain UDP: not padded either
+  });
+});
