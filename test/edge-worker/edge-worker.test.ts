@@ -2,6 +2,7 @@
 // global-setup.ts): nsd "A" data answers 192.0.2.1, nsd "B" data 192.0.2.2.
 
 import { describe, expect, inject, it } from "vitest";
+import { createSocketDotUpstream } from "../../edge-worker/src/dot-socket.ts";
 import { handle } from "../../edge-worker/src/index.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
@@ -320,11 +321,21 @@ describe("the OPT record is hop-by-hop (issue 15.5)", () => {
     expect(plain.length).toBeLessThan(468);
   });
 
-  it("over DoT to unbound (which pads what it answers over TLS), a client that did not pad gets no padding", async () => {
+  it("pads DoT queries (unbound pads its answer only to a padded query); the client still gets no padding", async () => {
+    const port = inject("unboundTlsPort");
+    const transport = createSocketDotUpstream({
+      name: "dot",
+      host: "127.0.0.1",
+      port,
+      servername: "dns.test",
+    });
+    const query = buildQuery("www.example.test.", 1, { id: 5, ednsUdpSize: 1232 });
+    const raw = await transport.query(query, new AbortController().signal);
+    expect(codes(raw)).toContain(12);
+    expect(raw.length % 468).toBe(0);
+
     const config = oneRoute([
-      upstream("dot", `tls://127.0.0.1:${inject("unboundTlsPort")}`, {
-        tls_servername: "dns.test",
-      }),
+      upstream("dot", `tls://127.0.0.1:${port}`, { tls_servername: "dns.test" }),
     ]);
     const plain = await askWith(config, []);
     expect(addresses(plain)).toEqual(["192.0.2.1"]);
