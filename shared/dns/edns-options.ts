@@ -17,8 +17,9 @@
 //   upstream answers.
 //
 // Every function returns its input itself when nothing changes (no copy: a
-// query without OPT, or with an OPT without options, costs one walk), and a
-// fresh Uint8Array otherwise. Malformed input throws DnsWireError.
+// query without additional records costs a header read, one with an OPT
+// without options one walk), and a fresh Uint8Array otherwise. Malformed
+// input throws DnsWireError.
 
 import {
   findOpt,
@@ -116,7 +117,7 @@ function checkMovable(msg: Uint8Array, opt: RecordInfo, end: number): void {
  * `msg` with its OPT's options filtered by `keep` and, with `padBlock`, a
  * fresh padding option making the whole message a multiple of `padBlock`
  * bytes (none when that would pass 65535). Returns `msg` itself when it has
- * no OPT, or when nothing would change. Bytes after the last record are dropped
+ * no OPT (unread when ARCOUNT is 0), or when nothing would change. Bytes after the last record are dropped
  * from a rewritten copy. Throws DnsWireError for a malformed message or OPT.
  */
 export function rewriteOptions(
@@ -128,6 +129,8 @@ export function rewriteOptions(
     if (padBlock !== undefined && (!Number.isInteger(padBlock) || padBlock < 1)) {
       throw new DnsWireError("bad_argument", `padding block ${padBlock} is not a positive integer`);
     }
+    // No additional records, no OPT: returned unread (the common plain query).
+    if (msg.length >= HEADER_SIZE && u16(msg, 10) === 0) return msg;
     const { layout, opt } = findOpt(msg);
     if (!opt) return msg;
     const spans = optionSpans(msg, opt);
