@@ -16,6 +16,7 @@ import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, type FrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
+import { unsendable } from "../../../shared/engine/upstream.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 import {
   buildQuicheConfig,
@@ -418,7 +419,8 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
       if (signal.aborted) throw abortedBy(signal, name);
-      if (message.length < 12) throw new UpstreamError("bad_query", name);
+      const bad = unsendable(message, name);
+      if (bad) throw bad;
       if (inFlight >= options.maxInFlight) {
         throw new UpstreamError("busy", name, `${name}: ${inFlight} DoQ queries in flight`);
       }
@@ -455,7 +457,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
             drop(s, protocolError(), DOQ_ERROR.protocolError);
             throw new UpstreamError("id_mismatch", name, `${name}: DoQ answer with a non-zero ID`);
           }
-          // The answer is ours alone (a view of the stream's bytes): the caller's ID goes back in place.
+          // The answer is ours alone (a plain copy of the stream's bytes): the caller's ID goes back in place.
           setId(answer, readId(message));
           return answer;
         }
