@@ -2,6 +2,7 @@
 // and h3:// upstreams, and its calls to a relay's origin endpoint. Works in
 // any runtime with fetch; the relay uses its own pooled HTTP/2 client.
 
+import { padQuery } from "../dns/edns-options.ts";
 import { MAX_MESSAGE_SIZE, readId, setId, withId } from "../dns/wire.ts";
 import { encodeBase64Url } from "../doh/base64url.ts";
 import { DNS_MESSAGE } from "../doh/doh-request.ts";
@@ -23,6 +24,8 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
   const { name } = options;
   const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   const method = options.method ?? "POST";
+  // RFC 8467 padding on encrypted hops only: plain http:// is for loopback and tunnels.
+  const encrypted = new URL(options.url).protocol === "https:";
   let closed = false;
 
   async function send(message: Uint8Array, signal: AbortSignal): Promise<Response> {
@@ -52,7 +55,7 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
       if (signal.aborted) throw abortedBy(signal, name);
       const bad = unsendable(message, name);
       if (bad) throw bad;
-      const response = await send(message, signal);
+      const response = await send(encrypted ? padQuery(message) : message, signal);
       try {
         if (response.status !== 200) {
           throw new UpstreamError("http_status", name, `${name}: HTTP ${response.status}`, {

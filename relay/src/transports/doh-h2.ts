@@ -13,6 +13,7 @@ import {
   type SecureClientSessionOptions,
 } from "node:http2";
 import { plainBytes } from "../../../shared/dns/bytes.ts";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import { unsendable } from "../../../shared/engine/upstream.ts";
@@ -258,13 +259,14 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
       if (signal.aborted) throw abortedBy(signal, name);
       const bad = unsendable(message, name);
       if (bad) throw bad;
+      const padded = padQuery(message);
       // A session that dies under a query (reset, GOAWAY) costs a retry on
       // a fresh session, up to maxRetries; other failures are final.
       for (let attempt = 0; ; attempt++) {
         const entry = pick();
         await entry.ready;
         try {
-          return await request(entry, message, signal);
+          return await request(entry, padded, signal);
         } catch (error) {
           const died = entry.session.destroyed || entry.session.closed || !sessions.includes(entry);
           const retry =

@@ -12,6 +12,7 @@
 import { randomBytes, X509Certificate } from "node:crypto";
 import { isIP, type LookupFunction } from "node:net";
 import { rootCertificates } from "node:tls";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, type FrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
@@ -424,7 +425,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
         throw new UpstreamError("busy", name, `${name}: ${inFlight} DoQ queries in flight`);
       }
       inFlight++;
-      const framed = frameMessage(message, 0);
+      const framed = frameMessage(padQuery(message), 0);
       try {
         for (let attempt = 0; ; attempt++) {
           const s = await connect(signal);

@@ -15,6 +15,7 @@
 import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
@@ -425,7 +426,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
       if (bad) return Promise.reject(bad);
       const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
       const job: Job = {
-        message,
+        message: options.tls ? padQuery(message) : message,
         signal,
         resolve,
         reject,
