@@ -37,6 +37,7 @@ import {
   startDnsdist,
   startRelayProcess,
 } from "./servers.ts";
+import { benchWorker, workerTable } from "./worker.ts";
 
 const LEVELS = [1, 10, 50] as const;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -482,6 +483,20 @@ async function main(): Promise<number> {
       "",
       ...blocklistTable(blocklist),
     ];
+    const worker = await benchWorker();
+    process.stdout.write(
+      `bench: worker CPU over /healthz: ${worker.rows.map((r) => `${r.kind} ${r.overBaselineMs.toFixed(2)} ms`).join(", ")}\n`,
+    );
+    const workerSection = [
+      "## Edge worker CPU per request",
+      "",
+      "bench/worker.ts (`npm run bench:worker`): the deploy bundle in workerd (Miniflare), against the",
+      "suite's DoH server and nsd; workerd's process CPU over a batch of each kind of request, four at a",
+      "time, against `/healthz` in the same run. Process CPU includes workerd's own HTTP client for the",
+      "upstream fetches, which Cloudflare does not bill as the Worker's CPU time.",
+      "",
+      ...workerTable(worker),
+    ];
     const elapsed = (Date.now() - started) / 1000;
     const load1 = loadavg();
     const report = renderReport({
@@ -524,7 +539,7 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [doqSection, blocklistSection],
+      sections: [doqSection, blocklistSection, workerSection],
       notes,
     });
     await writeFile(RESULTS, report);
