@@ -5,6 +5,8 @@
 // race of 2) it reads workerd's CPU time over a batch and subtracts a batch
 // of `/healthz` requests in the same run; then the first-query time of a
 // cold isolate (a fresh workerd). Also part of `npm run bench`.
+// BENCH_NO_CACHE_API=1 turns the Cache API off, to see what Miniflare's
+// local implementation of it (a service in the same workerd) costs a miss.
 
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -87,6 +89,7 @@ function startWorker(script: string, config: unknown): Miniflare {
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
           bindings: { DOH_CONFIG: JSON.stringify(config) },
+          ...(process.env.BENCH_NO_CACHE_API ? { cacheAPI: false } : {}),
         },
       ],
     }),
