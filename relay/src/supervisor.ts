@@ -1,8 +1,10 @@
 // workers: N. The primary process forks N relay workers with node:cluster
 // (each re-runs this same entry: relay/bin, relay/src/cli.ts or the release
-// bundle). Without reuse_port the workers share the primary's sockets: UDP
-// datagrams go to whichever worker reads first, TCP connections are handed
-// out round-robin; that works on every Node. The primary answers no queries.
+// bundle). Where Node sets SO_REUSEPORT (22.12 / 23.1+) each worker binds its
+// own sockets and the kernel spreads the load; on older Nodes the workers
+// share the primary's sockets (UDP datagrams go to whichever worker reads
+// first, TCP connections are handed out round-robin). The primary answers
+// no queries.
 // It restarts a worker that exits (control: backoff doubling per failure),
 // forwards SIGHUP, drains the workers on SIGTERM/SIGINT, and serves
 // listen.metrics with the workers' counters summed.
@@ -82,11 +84,19 @@ export interface SupervisorOptions {
   logger: Logger;
   /** Workers get this long to drain after SIGTERM before SIGKILL. */
   drainMs: number;
+  /** Whether each worker binds its own SO_REUSEPORT sockets (else they share the primary's). */
+  ownSockets: boolean;
 }
 
 /** Runs the workers until a signal stops them; resolves to the exit code. */
 export async function runSupervisor(options: SupervisorOptions): Promise<number> {
-  const { config, count, logger, drainMs } = options;
+  const { config, count, logger, drainMs, ownSockets } = options;
+  if (!ownSockets) {
+    logger.warn(
+      "this Node cannot set SO_REUSEPORT (it needs 22.12 or 23.1+): the workers share one UDP socket, which serves fewer queries/s than one worker; TCP, DoT and DoH connections are spread round-robin",
+      { node: process.versions.node },
+    );
+  }
   const slots: Slot[] = Array.from({ length: count }, (_, i) => ({
     index: i + 1,
     worker: undefined,
@@ -274,6 +284,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   }
   logger.info("workers started", {
     workers: slots.map((s) => ({ worker: s.index, pid: s.worker?.process.pid })),
+    sockets: ownSockets ? "one per worker (SO_REUSEPORT)" : "shared",
   });
   return finished;
 }

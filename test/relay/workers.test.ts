@@ -4,13 +4,18 @@
 // may retry once, as dig does) and the worker comes back; SIGHUP reaches
 // every worker; SIGTERM stops them all and exits 0. Also: listen.udp's
 // reuse_port really shares a port between processes, the restart backoff
-// schedule, and workers: 1 starting no extra process.
+// schedule, workers: 1 starting no extra process, and the release bundle
+// doing the same under the machine's own Node (20 here: no SO_REUSEPORT).
 
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRestartPolicy, restartDelay } from "../../relay/src/supervisor.ts";
+import { buildRelay } from "../../scripts/build-relay.ts";
 import { parseRelayConfig } from "../../shared/config/schema.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { Rcode, readId, readRcode } from "../../shared/dns/wire.ts";
@@ -152,9 +157,10 @@ describe("workers: 2", () => {
     });
     const afterUdp = (await statusz(ports)).workers.map((w) => w.queries ?? 0);
 
-    // Ten connections of five pipelined queries: the primary hands connections out round-robin.
+    // Twenty connections of five pipelined queries, each from its own port:
+    // the kernel (SO_REUSEPORT) or the primary (round-robin) spreads them.
     const tcp = await Promise.all(
-      Array.from({ length: 10 }, (_, c) =>
+      Array.from({ length: 20 }, (_, c) =>
         tcpPipeline(
           ports.dns,
           Array.from({ length: 5 }, (_, i) =>
@@ -163,25 +169,28 @@ describe("workers: 2", () => {
         ),
       ),
     );
-    expect(tcp.flat()).toHaveLength(50);
+    expect(tcp.flat()).toHaveLength(100);
     const status = await statusz(ports);
     const afterTcp = status.workers.map((w) => w.queries ?? 0);
     const tcpShare = afterTcp.map((n, i) => n - (afterUdp[i] ?? 0));
 
+    expect(logLines(relay).find((l) => l.msg === "workers started")).toMatchObject({
+      sockets: "one per worker (SO_REUSEPORT)",
+    });
     expect(status.workers.map((w) => w.worker)).toEqual([1, 2]);
     expect(new Set(status.workers.map((w) => w.pid)).size).toBe(2);
     expect(status.workers.every((w) => w.pid !== relay.child.pid)).toBe(true);
     // Every query counted once, by the worker that answered it; both answered some.
     expect(afterUdp.reduce((a, b) => a + b)).toBe(200);
     expect(Math.min(...afterUdp)).toBeGreaterThan(0);
-    expect(tcpShare.reduce((a, b) => a + b)).toBe(50);
+    expect(tcpShare.reduce((a, b) => a + b)).toBe(100);
     expect(Math.min(...tcpShare)).toBeGreaterThan(0);
 
     const text = await metricsText(ports);
     expect(sample(text, 'doh_relay_queries_total{protocol="udp",rcode="NOERROR"}')).toBe(200);
-    expect(sample(text, 'doh_relay_queries_total{protocol="tcp",rcode="NOERROR"}')).toBe(50);
+    expect(sample(text, 'doh_relay_queries_total{protocol="tcp",rcode="NOERROR"}')).toBe(100);
     expect(sample(text, 'doh_relay_query_duration_seconds_count{protocol="udp"}')).toBe(200);
-    expect(sample(text, 'request_count_total{upstream="nsd"}')).toBe(250);
+    expect(sample(text, 'request_count_total{upstream="nsd"}')).toBe(300);
     expect(sample(text, "doh_relay_workers")).toBe(2);
     expect(text.match(/^# TYPE doh_relay_queries_total counter$/gm)).toHaveLength(1);
 
@@ -228,7 +237,8 @@ describe("workers: 2", () => {
       expect(answer && readId(answer)).toBe(id);
       expect(answer && readRcode(answer)).toBe(Rcode.NXDOMAIN);
     });
-    // Only the queries the killed worker held can need the retry.
+    // A retry per lane at most: the query it had at the killed worker (in flight,
+    // queued in its socket, or sent in the milliseconds its socket took to close).
     expect(retried).toBeLessThanOrEqual(10);
 
     await until("worker 2 back", async () => {
@@ -271,12 +281,8 @@ describe("workers: 2", () => {
       return new Set(reloaded.map((l) => l.worker)).size === 2;
     });
     const before = (await statusz(ports)).workers.map((w) => w.queries ?? 0);
-    const tcp = await Promise.all(
-      Array.from({ length: 10 }, (_, c) =>
-        tcpPipeline(ports.dns, [buildQuery("www.relay.test", 1, { id: 10 + c })]),
-      ),
-    );
-    expect(tcp.flat().map(readRcode)).toEqual(Array(10).fill(Rcode.SERVFAIL));
+    const answers = await udpBurst(ports.dns, 40, 10, 10);
+    expect(answers.map((a) => a && readRcode(a))).toEqual(Array(40).fill(Rcode.SERVFAIL));
     // Both workers answered some of them: both run the new config.
     const after = (await statusz(ports)).workers.map((w) => w.queries ?? 0);
     expect(Math.min(...after.map((n, i) => n - (before[i] ?? 0)))).toBeGreaterThan(0);
@@ -375,5 +381,71 @@ describe("restart backoff (control)", () => {
     expect(policy.exited(0)).toBeUndefined();
     const never = createRestartPolicy(control, now);
     for (let i = 0; i < 50; i++) expect(never.exited(0)).toBeDefined();
+  });
+});
+
+/** The first `node` on PATH outside node_modules: what a LAN host runs. */
+function machineNode(): string {
+  for (const path of (process.env.PATH ?? "").split(delimiter)) {
+    if (path.includes("node_modules")) continue;
+    if (existsSync(join(path, "node"))) return join(path, "node");
+  }
+  return process.execPath;
+}
+
+describe("the release bundle under the machine's Node", () => {
+  const node = machineNode();
+  let bundle: string;
+  let nodeVersion: string;
+  /** Whether that Node sets SO_REUSEPORT (22.12 / 23.1 and later). */
+  let reusePort: boolean;
+
+  beforeAll(async () => {
+    bundle = join(dir, "doh-relay.mjs");
+    await buildRelay(bundle);
+    nodeVersion = (await promisify(execFile)(node, ["-p", "process.versions.node"])).stdout.trim();
+    const [major = 0, minor = 0] = nodeVersion.split(".").map(Number);
+    reusePort = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+  }, 60_000);
+
+  it("forks its workers from the bundle file; both answer (sharing sockets on Node 20)", async () => {
+    const { path, ports } = await relayConfig("bundle.yaml");
+    const relay = startRelay(path, node, bundle);
+    await until("workers started", () => relay.log().includes('"msg":"workers started"'));
+    const answers = await udpBurst(ports.dns, 100, 10);
+    expect(answers.every((a) => a !== undefined && readRcode(a) === Rcode.NOERROR)).toBe(true);
+    const { workers } = await statusz(ports);
+    expect(workers.map((w) => w.queries ?? 0).reduce((a, b) => a + b)).toBe(100);
+    expect(Math.min(...workers.map((w) => w.queries ?? 0))).toBeGreaterThan(0);
+    expect(logLines(relay).find((l) => l.msg === "workers started")).toMatchObject({
+      sockets: reusePort ? "one per worker (SO_REUSEPORT)" : "shared",
+    });
+    for (const w of workers) {
+      const cmdline = await readFile(`/proc/${w.pid}/cmdline`, "utf8");
+      expect(cmdline.split("\0").slice(0, 2)).toEqual([node, bundle]);
+    }
+    expect(await stopped(relay)).toBe(0);
+  });
+
+  it("takes reuse_port only where Node can set SO_REUSEPORT, else names the key", async () => {
+    const path = join(dir, "reuse-check.yaml");
+    await writeFile(
+      path,
+      `listen: { udp: { addr: 127.0.0.1:${await freePort()}, reuse_port: true } }
+upstreams: [{ name: nsd, url: "udp://127.0.0.1:${nsd.port}" }]
+`,
+    );
+    const result = await promisify(execFile)(node, [bundle, "--check", "--config", path]).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    if (reusePort) {
+      expect(result.code).toBe(0);
+    } else {
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim()).toBe(
+        `listen.udp.reuse_port: SO_REUSEPORT is not available with Node ${nodeVersion} here (it needs Node 22.12 or 23.1+, on Linux or a BSD); remove it: workers: N shares the listeners without it`,
+      );
+    }
   });
 });
