@@ -5,7 +5,7 @@
 //   (bench/node-floor.ts, at -q 50 only); then the relay → DoT with
 //   workers: 1 against workers: 2 (bench/workers.ts).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
-// has -l seconds and -Q/-q limits; the whole run stays under 4 minutes.
+// has -l seconds and -Q/-q limits; the whole run stays under 5 minutes.
 // Every process is stopped and every temp dir removed, also on error.
 
 import { spawnSync } from "node:child_process";
