@@ -8,12 +8,14 @@
 // doing the same under the machine's own Node (20 here: no SO_REUSEPORT).
 
 import { execFile } from "node:child_process";
+import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { familyTotal, sumMetrics } from "../../relay/src/metrics.ts";
 import { createRestartPolicy, restartDelay } from "../../relay/src/supervisor.ts";
 import { buildRelay } from "../../scripts/build-relay.ts";
 import { parseRelayConfig } from "../../shared/config/schema.ts";
@@ -290,6 +292,51 @@ describe("workers: 2", () => {
   });
 });
 
+describe("workers: 2 failing", () => {
+  it("stops with exit 1 when a worker cannot start (its port is taken)", async () => {
+    const { path, ports } = await relayConfig("taken.yaml");
+    const holder = createSocket("udp4");
+    await new Promise<void>((resolve) => holder.bind(ports.dns, "127.0.0.1", resolve));
+    try {
+      const relay = startRelay(path);
+      const code = await new Promise((resolve) => relay.child.once("exit", resolve));
+      expect(code).toBe(1);
+      expect(logLines(relay).find((l) => l.msg === "worker failed to start")).toBeDefined();
+    } finally {
+      holder.close();
+    }
+  });
+
+  it("gives up after control.max_consecutive_failure failures in a row, exit 1", async () => {
+    const { path, ports } = await relayConfig(
+      "give-up.yaml",
+      "control: { max_consecutive_failure: 2, restart_backoff: 50ms }\n",
+    );
+    const relay = await startedRelay(path, ports);
+    const exited = new Promise((resolve) => relay.child.once("exit", resolve));
+    const first = (await statusz(ports)).workers[0] as WorkerStatus;
+    process.kill(first.pid as number, "SIGKILL");
+    let second: WorkerStatus | undefined;
+    await until("worker 1 back", async () => {
+      second = (await statusz(ports)).workers[0];
+      return second?.up === true && second.pid !== first.pid;
+    });
+    process.kill(second?.pid as number, "SIGKILL");
+    expect(await exited).toBe(1);
+    expect(logLines(relay).map((l) => l.msg)).toContain(
+      "worker keeps failing; stopping (control.max_consecutive_failure)",
+    );
+  });
+
+  it("takes its workers down with it when the supervisor is SIGKILLed", async () => {
+    const { path, ports } = await relayConfig("orphans.yaml");
+    const relay = await startedRelay(path, ports);
+    const pids = (await statusz(ports)).workers.map((w) => w.pid as number);
+    relay.child.kill("SIGKILL");
+    await until("workers gone", () => pids.every((pid) => !isRunning(pid)));
+  });
+});
+
 describe("workers: 1", () => {
   it("serves from the one process it starts, with no supervisor", async () => {
     const { path, ports } = await relayConfig("one.yaml");
@@ -343,6 +390,17 @@ upstreams: [{ name: nsd, url: "udp://127.0.0.1:${nsd.port}" }]
     expect(counts[0]! + counts[1]!).toBe(100);
     expect(Math.min(...counts)).toBeGreaterThan(0);
     for (const r of relays) expect(await stopped(r.proc)).toBe(0);
+  });
+});
+
+describe("sumMetrics", () => {
+  it("adds samples with the same labels and keeps each family together", () => {
+    const one = `# HELP a_total A.\n# TYPE a_total counter\na_total{p="udp"} 2\n# HELP g G.\n# TYPE g gauge\ng 1\n`;
+    const two = `# HELP a_total A.\n# TYPE a_total counter\na_total{p="udp"} 3\na_total{p="tcp"} 1\n# HELP g G.\n# TYPE g gauge\ng 0.5\n`;
+    expect(sumMetrics([one, two])).toBe(
+      `# HELP a_total A.\n# TYPE a_total counter\na_total{p="udp"} 5\na_total{p="tcp"} 1\n# HELP g G.\n# TYPE g gauge\ng 1.5\n`,
+    );
+    expect(familyTotal(two, "a_total")).toBe(4);
   });
 });
 
