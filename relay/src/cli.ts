@@ -87,8 +87,8 @@ async function assertReusePortAvailable(config: RelayConfig): Promise<void> {
  * A worker's config. Where Node can set SO_REUSEPORT every worker binds its
  * own sockets with it and the kernel spreads datagrams and connections over
  * them (by source address and port); elsewhere node:cluster shares the
- * primary's sockets. On 2 cores the shared UDP socket measured half the
- * queries/s of one worker (bench/workers.ts), own sockets 0.8×.
+ * primary's sockets. On 2 cores two workers sharing the UDP socket measured
+ * 0.4–0.5× the queries/s of one (bench/workers.ts), with their own 0.9–1.0×.
  */
 async function forWorker(config: RelayConfig): Promise<RelayConfig> {
   if (!cluster.isWorker || !(await reusePortSupported())) return config;
