@@ -38,6 +38,8 @@ export interface DnsperfRun {
   seconds: number;
   /** Safety cap on the send rate (-Q). */
   maxQps: number;
+  /** Client sockets (-c, default 1): SO_REUSEPORT spreads by source port, so it needs several. */
+  clients?: number;
 }
 
 function field(text: string, label: string): number {
@@ -66,7 +68,7 @@ export async function dnsperf(options: DnsperfRun): Promise<DnsperfResult> {
     "-d",
     options.queryFile,
     "-c",
-    "1",
+    String(options.clients ?? 1),
     "-T",
     "1",
     "-q",

@@ -24,3 +24,20 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
+
+/** cpuSeconds of a process and its children (a relay with workers), or undefined. */
+export function treeCpuSeconds(pid: number | undefined): number | undefined {
+  const own = cpuSeconds(pid);
+  if (pid === undefined || own === undefined) return own;
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(" ")
+      .filter((p) => p !== "")
+      .map(Number);
+  } catch {
+    return own;
+  }
+  return children.reduce((sum, child) => sum + (cpuSeconds(child) ?? 0), own);
+}

@@ -2,9 +2,10 @@
 // nsd), all on 127.0.0.1, at several outstanding-query levels:
 //   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
 //   direct DoT, dnsdist → DoT, relay → DoT, and the Node floor → DoT
-//   (bench/node-floor.ts, at -q 50 only).
+//   (bench/node-floor.ts, at -q 50 only); then the relay → DoT with
+//   workers: 1 against workers: 2 (bench/workers.ts).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
-// has -l seconds and -Q/-q limits; the whole run stays under 4 minutes.
+// has -l seconds and -Q/-q limits; the whole run stays under 5 minutes.
 // Every process is stopped and every temp dir removed, also on error.
 
 import { spawnSync } from "node:child_process";
@@ -38,6 +39,7 @@ import {
   startRelayProcess,
 } from "./servers.ts";
 import { benchWorker, workerTable } from "./worker.ts";
+import { benchWorkers, workersSection } from "./workers.ts";
 
 const LEVELS = [1, 10, 50] as const;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -449,6 +451,26 @@ async function main(): Promise<number> {
         "exceed, so each of its runs starts with fresh, resumed TLS sessions.",
     );
 
+    let workersLines: string[];
+    try {
+      const rows = await benchWorkers({
+        dir,
+        dot: { port: unbound.tlsPort!, ca: certs.caFile, servername: "dns.test" },
+        queryFile,
+        probeName,
+        seconds: SECONDS,
+        poolSize: DOT_POOL_SIZE,
+        maxInFlight: DOT_MAX_IN_FLIGHT,
+      });
+      workersLines = workersSection(rows, availableParallelism());
+    } catch (error) {
+      workersLines = [
+        "## Workers (relay → DoT)",
+        "",
+        `failed: ${(error as Error).message.split("\n")[0]}`,
+      ];
+    }
+
     const doq = await benchDoq({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
     process.stdout.write(
       `bench: DoQ ${doq.map((row) => `${row.qps.toFixed(0)} q/s at ${row.concurrency}`).join(", ")}\n`,
@@ -539,7 +561,7 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [doqSection, blocklistSection, workerSection],
+      sections: [workersLines, doqSection, blocklistSection, workerSection],
       notes,
     });
     await writeFile(RESULTS, report);

@@ -66,10 +66,15 @@ export async function startRelayProcess(options: {
   name: string;
   upstream: Record<string, unknown>;
   probeName: string;
+  /** The relay's workers (default 1). */
+  workers?: number;
+  /** Runs `node entry` (e.g. the release bundle under another Node) instead of relay/src/cli.ts here. */
+  command?: { node: string; entry: string };
 }): Promise<RelayServer> {
   const port = await freePort();
   const metricsPort = await freePort();
   const config = {
+    workers: options.workers ?? 1,
     listen: { udp: `127.0.0.1:${port}`, metrics: `127.0.0.1:${metricsPort}` },
     upstreams: [{ name: "unbound", ...options.upstream }],
     routes: [{ zones: ["."], upstreams: ["unbound"] }],
@@ -80,12 +85,24 @@ export async function startRelayProcess(options: {
   // JSON is YAML.
   const file = join(options.dir, `relay-${options.name}.yaml`);
   await writeFile(file, JSON.stringify(config, null, 2));
-  const proc = startProcess(`relay (${options.name})`, process.execPath, [
-    fileURLToPath(new URL("../relay/src/cli.ts", import.meta.url)),
+  const proc = startProcess(`relay (${options.name})`, options.command?.node ?? process.execPath, [
+    options.command?.entry ?? fileURLToPath(new URL("../relay/src/cli.ts", import.meta.url)),
     "--config",
     file,
   ]);
-  await untilReady(proc, () => waitForDns(proc, port, options.probeName));
+  await untilReady(proc, async () => {
+    await waitForDns(proc, port, options.probeName);
+    // With workers, the supervisor opens listen.metrics once every worker serves.
+    for (let i = 0; ; i++) {
+      const up = await fetchMetrics(metricsPort).then(
+        () => true,
+        () => false,
+      );
+      if (up) return;
+      if (i >= 100) throw new Error(`relay (${options.name}): no /metrics:\n${proc.log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  });
   return { proc, port, metricsPort };
 }
 

@@ -54,3 +54,19 @@ export function createLogger(
     error: (msg, fields) => log.error(fields ?? {}, msg),
   };
 }
+
+/** The same logger with `fields` on every line (e.g. which worker wrote it). */
+export function withFields(logger: Logger, fields: LogFields): Logger {
+  return {
+    get level() {
+      return logger.level;
+    },
+    set level(next: LogLevel) {
+      logger.level = next;
+    },
+    debug: (msg, more) => logger.debug(msg, { ...fields, ...more }),
+    info: (msg, more) => logger.info(msg, { ...fields, ...more }),
+    warn: (msg, more) => logger.warn(msg, { ...fields, ...more }),
+    error: (msg, more) => logger.error(msg, { ...fields, ...more }),
+  };
+}

@@ -244,3 +244,77 @@ export function renderPolicyHits(hits: Record<string, number>): string {
   }
   return `${out.join("\n")}\n`;
 }
+
+export interface WorkerStats {
+  /** Workers running and ready. */
+  running: number;
+  /** Worker restarts since the supervisor started. */
+  restarts: number;
+}
+
+const WORKER_FAMILIES: Families<WorkerStats> = [
+  ["running", "doh_relay_workers", "gauge", "Relay worker processes running and ready."],
+  [
+    "restarts",
+    "doh_relay_worker_restarts_total",
+    "counter",
+    "Workers restarted after they exited.",
+  ],
+];
+
+/** The supervisor's own state, in Prometheus text. */
+export function renderWorkerStats(stats: WorkerStats): string {
+  return renderFamilies(WORKER_FAMILIES, [[{}, stats]]);
+}
+
+interface Family {
+  comments: string[];
+  samples: Map<string, number>;
+}
+
+/** Prometheus text by family (the name its HELP line gives), in order. */
+function parseFamilies(text: string, into = new Map<string, Family>()): Map<string, Family> {
+  let family: Family | undefined;
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("# HELP ")) {
+      const name = line.slice(7, line.indexOf(" ", 7));
+      family = into.get(name);
+      if (!family) {
+        family = { comments: [], samples: new Map() };
+        into.set(name, family);
+      }
+    }
+    if (!family) continue;
+    if (line.startsWith("#")) {
+      if (!family.comments.includes(line)) family.comments.push(line);
+      continue;
+    }
+    const space = line.lastIndexOf(" ");
+    const key = line.slice(0, space);
+    family.samples.set(key, (family.samples.get(key) ?? 0) + Number(line.slice(space + 1)));
+  }
+  return into;
+}
+
+/**
+ * What the workers' render() texts add up to: samples with the same name and
+ * labels are summed (counters, gauges and histogram buckets all add).
+ */
+export function sumMetrics(texts: readonly string[]): string {
+  const families = new Map<string, Family>();
+  for (const text of texts) parseFamilies(text, families);
+  const out: string[] = [];
+  for (const { comments, samples } of families.values()) {
+    out.push(...comments);
+    for (const [key, value] of samples) out.push(`${key} ${value}`);
+  }
+  return `${out.join("\n")}\n`;
+}
+
+/** The sum of one family's samples in a render() text, e.g. every answered query. */
+export function familyTotal(text: string, name: string): number {
+  let total = 0;
+  for (const value of parseFamilies(text).get(name)?.samples.values() ?? []) total += value;
+  return total;
+}

@@ -1,13 +1,14 @@
 // The operations HTTP server (listen.metrics): /metrics (Prometheus text),
 // /healthz (running), /readyz (listeners bound and at least one upstream up
-// per route), /statusz (JSON: routes with upstream health, listeners).
+// per route), /statusz (JSON: routes with upstream health, listeners). With
+// workers, the supervisor serves it and the source asks every worker.
 
 import { createServer, type Server } from "node:http";
 import type { HostPort } from "../../shared/config/upstream-url.ts";
 
 export interface OpsSource {
-  metrics(): string;
-  ready(): boolean;
+  metrics(): string | Promise<string>;
+  ready(): boolean | Promise<boolean>;
   status(): unknown;
 }
 
@@ -17,7 +18,7 @@ export interface OpsServer {
 }
 
 export async function startOpsServer(addr: HostPort, source: OpsSource): Promise<OpsServer> {
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(async (req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { "content-type": type, "cache-control": "no-store" });
@@ -26,24 +27,24 @@ export async function startOpsServer(addr: HostPort, source: OpsSource): Promise
     try {
       switch (path) {
         case "/metrics":
-          send(200, "text/plain; version=0.0.4; charset=utf-8", source.metrics());
+          send(200, "text/plain; version=0.0.4; charset=utf-8", await source.metrics());
           return;
         case "/healthz":
           send(200, "text/plain; charset=utf-8", "ok\n");
           return;
         case "/readyz": {
-          const ready = source.ready();
+          const ready = await source.ready();
           send(ready ? 200 : 503, "text/plain; charset=utf-8", ready ? "ready\n" : "not ready\n");
           return;
         }
         case "/statusz":
-          send(200, "application/json", `${JSON.stringify(source.status(), null, 2)}\n`);
+          send(200, "application/json", `${JSON.stringify(await source.status(), null, 2)}\n`);
           return;
         default:
           send(404, "text/plain; charset=utf-8", "not found\n");
       }
     } catch (error) {
-      send(500, "text/plain; charset=utf-8", `${(error as Error).message}\n`);
+      if (!res.headersSent) send(500, "text/plain; charset=utf-8", `${(error as Error).message}\n`);
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -28,7 +28,7 @@ import {
   renderPolicyHits,
   renderPoolStats,
 } from "./metrics.ts";
-import { type OpsServer, startOpsServer } from "./ops-server.ts";
+import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { buildTransports } from "./transports/build-transports.ts";
 import { isPooled } from "./transports/pool-stats.ts";
@@ -36,6 +36,8 @@ import { isPooled } from "./transports/pool-stats.ts";
 export interface Relay {
   readonly listeners: readonly Listener[];
   readonly opsPort: number | undefined;
+  /** What /metrics, /readyz and /statusz show for this process. */
+  readonly ops: OpsSource;
   readonly metrics: RelayMetrics;
   readonly handler: QueryHandler;
   readonly transports: ReadonlyMap<string, Upstream>;
@@ -142,7 +144,16 @@ async function loadLists(config: RelayConfig, logger: Logger): Promise<LoadedBlo
   return lists;
 }
 
-export async function startRelay(config: RelayConfig, logger: Logger): Promise<Relay> {
+export interface RelayOptions {
+  /** Bind listen.metrics here (default true); a worker leaves it to its supervisor. */
+  serveOps?: boolean;
+}
+
+export async function startRelay(
+  config: RelayConfig,
+  logger: Logger,
+  { serveOps = true }: RelayOptions = {},
+): Promise<Relay> {
   let core = buildCore(config, logger, await loadLists(config, logger));
   const metrics = createRelayMetrics();
   const shutdownController = new AbortController();
@@ -157,6 +168,27 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
   const listeners: Listener[] = [];
   let ops: OpsServer | undefined;
   let ready = false;
+  const opsSource: OpsSource = {
+    metrics: () =>
+      metrics.render(
+        core.resolver.counters(),
+        renderPoolStats(core.transports) +
+          renderCacheStats(core.resolver.cacheStats()) +
+          renderPolicyHits(core.resolver.policyHits()),
+      ),
+    ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
+    status: () => ({
+      ready,
+      listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
+      in_flight: handler.inFlight,
+      routes: routeHealth(core),
+      cache: core.resolver.cacheStats(),
+      policy_hits: core.resolver.policyHits(),
+      pools: Object.fromEntries(
+        [...core.transports].flatMap(([name, t]) => (isPooled(t) ? [[name, t.poolStats()]] : [])),
+      ),
+    }),
+  };
   try {
     const { listen } = config;
     if (listen.udp) listeners.push(await startUdpListener(listen.udp, handler, logger));
@@ -197,31 +229,7 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
         }),
       );
     }
-    if (listen.metrics) {
-      ops = await startOpsServer(listen.metrics.addr, {
-        metrics: () =>
-          metrics.render(
-            core.resolver.counters(),
-            renderPoolStats(core.transports) +
-              renderCacheStats(core.resolver.cacheStats()) +
-              renderPolicyHits(core.resolver.policyHits()),
-          ),
-        ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
-        status: () => ({
-          ready,
-          listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
-          in_flight: handler.inFlight,
-          routes: routeHealth(core),
-          cache: core.resolver.cacheStats(),
-          policy_hits: core.resolver.policyHits(),
-          pools: Object.fromEntries(
-            [...core.transports].flatMap(([name, t]) =>
-              isPooled(t) ? [[name, t.poolStats()]] : [],
-            ),
-          ),
-        }),
-      });
-    }
+    if (listen.metrics && serveOps) ops = await startOpsServer(listen.metrics.addr, opsSource);
   } catch (error) {
     for (const listener of listeners) await listener.close();
     await closeCore(core);
@@ -239,6 +247,7 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
 
   return {
     listeners,
+    ops: opsSource,
     metrics,
     handler,
     get transports() {

@@ -385,6 +385,8 @@ export interface RelayConfig extends CommonConfig<RelayUpstreamConfig, RelayRout
   /** EDNS Client Subnet on bootstrap queries: "auto" (local address as /24 or /48), a fixed block, or off. */
   ecs?: "auto" | Cidr;
   control: ControlConfig;
+  /** Relay processes sharing the listeners (default 1); "auto" = one per core. */
+  workers: number | "auto";
   metrics: { statsd?: StatsdConfig };
   /**
    * resolv.conf entries awaiting expansion. parseRelayConfig validates them and
@@ -706,8 +708,21 @@ const listenShape = {
   metrics: listener({}).optional(),
 };
 
+const WORKERS_HINT = 'expected a number of processes from 1 to 256, or "auto" (one per core)';
+
 const relayOnlyShape = {
   listen: z.strictObject(listenShape).optional(),
+  workers: z
+    .union(
+      [
+        z.int({ error: WORKERS_HINT }).min(1, WORKERS_HINT).max(256, WORKERS_HINT),
+        z.literal("auto"),
+      ],
+      {
+        error: WORKERS_HINT,
+      },
+    )
+    .default(1),
   allow: z.array(cidr).optional(),
   rate_limit: z
     .strictObject({
@@ -1493,6 +1508,7 @@ function finalizeRelay(raw: z.output<typeof relaySchema>, check: Checker): Relay
     bootstrap: raw.bootstrap,
     ...(ecs !== undefined ? { ecs } : {}),
     control: raw.control,
+    workers: raw.workers,
     plugins: {
       on_error: raw.plugins.on_error,
       entries: raw.plugins.entries.map((entry) => ({

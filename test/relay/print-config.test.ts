@@ -70,6 +70,7 @@ allowlist: [ok.ads.example.]
 plugins:
   on_error: servfail
   entries: [{ name: p1, path: /usr/local/bin/p1, args: [-x], mode: persistent, timeout: 80ms }]
+workers: 2
 control: { restart_backoff: 300ms, restart_max_backoff: 1m, max_consecutive_failure: 4, min_stable_run: 30s }
 log: { level: warn }
 `;

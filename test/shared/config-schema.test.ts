@@ -577,6 +577,17 @@ describe("relay-only rules", () => {
       "control.restart_backoff: must not be above restart_max_backoff",
     );
   });
+
+  it("takes workers as a count or auto, default 1", () => {
+    expect(parseRelayConfig(one).config.workers).toBe(1);
+    expect(parseRelayConfig({ ...one, workers: 4 }).config.workers).toBe(4);
+    expect(parseRelayConfig({ ...one, workers: "auto" }).config.workers).toBe("auto");
+    for (const bad of [0, 1.5, 257, "all"]) {
+      expect(relayError({ ...one, workers: bad })).toBe(
+        'workers: expected a number of processes from 1 to 256, or "auto" (one per core)',
+      );
+    }
+  });
 });
 
 describe("the edge worker", () => {

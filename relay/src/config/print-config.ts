@@ -104,23 +104,20 @@ function ruleInput(rule: RuleConfig) {
 
 /** `config` as YAML that `--config` reads back into the same config. */
 export function printRelayConfig(config: RelayConfig): string {
+  // upstream_files: none left once loadRelayConfig has expanded them into upstreams.
+  const { upstream_files: _expanded, ecs, routes, rules, metrics, ...rest } = config;
+  const { listen, allow, upstreams, cache, ...others } = rest;
   const input = {
-    listen: config.listen,
-    allow: config.allow,
-    rate_limit: config.rate_limit,
-    bootstrap: config.bootstrap,
-    ...(config.ecs === undefined ? {} : { ecs: config.ecs === "auto" ? true : config.ecs }),
-    upstreams: config.upstreams,
-    routes: config.routes.map(routeInput),
-    cache: config.cache,
-    rules: config.rules.map(ruleInput),
-    blocklists: config.blocklists,
-    allowlist: config.allowlist,
-    plugins: config.plugins,
-    control: config.control,
-    ...(config.metrics.statsd ? { metrics: config.metrics } : {}),
-    log: config.log,
-    // upstream_files: none left once loadRelayConfig has expanded them into upstreams.
+    // The usual reading order first; every other key follows as it is.
+    listen,
+    allow,
+    upstreams,
+    routes: routes.map(routeInput),
+    cache,
+    rules: rules.map(ruleInput),
+    ...others,
+    ...(ecs === undefined ? {} : { ecs: ecs === "auto" ? true : ecs }),
+    ...(metrics.statsd ? { metrics } : {}),
   };
   return stringify(asText("", input), { lineWidth: 0 });
 }

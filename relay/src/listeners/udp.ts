@@ -36,7 +36,7 @@ export async function startUdpListener(
   logger: Logger,
 ): Promise<Listener> {
   const family = config.addr.hostKind === "ipv6" ? "udp6" : "udp4";
-  const socket: Socket = createSocket({ type: family, reuseAddr: config.reuse_port });
+  const socket: Socket = createSocket({ type: family, reusePort: config.reuse_port });
   let stopped = false;
   let closed = false;
   const pending = createPending();
