@@ -3,6 +3,7 @@
 
 import { describe, expect, inject, it } from "vitest";
 import { handle } from "../../edge-worker/src/index.ts";
+import { workerState } from "../../edge-worker/src/worker-state.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { EdeCode, Rcode, readEdns, readId, readRcode } from "../../shared/dns/wire.ts";
@@ -277,5 +278,16 @@ describe("edge worker rules", () => {
     // By zone, www.corp.test goes to "a" (192.0.2.1); the rule sends it to "b".
     expect(addresses((await ask(config, "www.corp.test.")).answer)).toEqual(["192.0.2.2"]);
     expect(addresses((await ask(config, "public.corp.test.")).answer)).toEqual(["192.0.2.1"]);
+  });
+});
+
+describe("edge worker config warnings", () => {
+  it("warns that a route's health_check does not run on the worker", () => {
+    const state = workerState({
+      DOH_CONFIG: oneRoute([upstream("a", A)], { health_check: { interval: "4s" } }),
+    });
+    expect(state.ok && state.warnings).toContainEqual(
+      expect.stringMatching(/^routes\[0\]\.health_check: the worker runs no active health checks/),
+    );
   });
 });
