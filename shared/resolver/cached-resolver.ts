@@ -8,7 +8,7 @@
 import type { CacheConfig } from "../config/schema.ts";
 import type { Question } from "../dns/wire.ts";
 import { type Clock, systemClock } from "../engine/clock.ts";
-import { type KeepAlive, type Tracked, track, waitAtMost } from "../engine/shared-work.ts";
+import { type KeepAlive, type Tracked, waitAtMost } from "../engine/shared-work.ts";
 import {
   type AnswerCache,
   adaptAnswer,
@@ -102,25 +102,26 @@ export function createCachedResolver(
   function resolveShared(key: string, query: Uint8Array, question: Question | undefined): Shared {
     const controller = new AbortController();
     let stored: Promise<void> | undefined;
+    const promise = resolver.resolve(query, controller.signal, question).then((outcome) => {
+      if (outcome.kind === "answer" || outcome.kind === "servfail") {
+        const kept = cache.put(query, outcome.answer);
+        const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
+        if (ms !== undefined) {
+          const t = now();
+          stored = sharedCache
+            ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
+            .catch(() => {});
+        }
+      }
+      // For joiners that poll; here rather than by track(): no extra reaction.
+      if (joinPollMs !== undefined) shared.outcome.settled = { ok: true, value: outcome };
+      return outcome;
+    });
     const shared: Shared = {
       controller,
       askers: 0,
-      startedAt: clock.now(),
-      outcome: track(
-        resolver.resolve(query, controller.signal, question).then((outcome) => {
-          if (outcome.kind === "answer" || outcome.kind === "servfail") {
-            const kept = cache.put(query, outcome.answer);
-            const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
-            if (ms !== undefined) {
-              const t = now();
-              stored = sharedCache
-                ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
-                .catch(() => {});
-            }
-          }
-          return outcome;
-        }),
-      ),
+      startedAt: joinTimeoutMs === undefined ? 0 : clock.now(),
+      outcome: { promise, settled: undefined },
     };
     inFlight.set(key, shared);
     void shared.outcome.promise.finally(() => {
@@ -136,26 +137,42 @@ export function createCachedResolver(
     if (shared.askers === 0 && !keepAlive) shared.controller.abort(reason);
   }
 
+  /** `shared`'s outcome for one asker; rejects when that asker's signal aborts first. */
+  function join(shared: Shared, signal: AbortSignal | undefined): Promise<ResolveOutcome> {
+    shared.askers++;
+    if (!signal) return shared.outcome.promise;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        leave(shared, signal.reason);
+        reject(signal.reason);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      shared.outcome.promise.then(
+        (outcome) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(outcome);
+        },
+        (error) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
   /**
-   * `shared`'s outcome for one asker, or undefined when `ms` passed first.
-   * Rejects when that asker's signal aborts first. With `ms`, the asker joined
-   * another request's resolution and polls for it (joinPollMs).
+   * The same for an asker that joined another request's resolution: it looks
+   * for the outcome every joinPollMs on its own timers (when set), and gets
+   * undefined once `ms` have passed.
    */
-  function join(shared: Shared, signal: AbortSignal | undefined): Promise<ResolveOutcome>;
-  function join(
+  function joinAtMost(
     shared: Shared,
     signal: AbortSignal | undefined,
     ms: number,
-  ): Promise<ResolveOutcome | undefined>;
-  function join(
-    shared: Shared,
-    signal: AbortSignal | undefined,
-    ms?: number,
   ): Promise<ResolveOutcome | undefined> {
     shared.askers++;
-    if (!signal && ms === undefined) return shared.outcome.promise;
-    const pollMs = ms === undefined ? undefined : joinPollMs;
-    return waitAtMost(shared.outcome, { clock, ms, signal, pollMs }).then(
+    return waitAtMost(shared.outcome, { clock, ms, signal, pollMs: joinPollMs }).then(
       (waited) => {
         if (waited.settled) return waited.value;
         leave(shared, undefined);
@@ -186,7 +203,7 @@ export function createCachedResolver(
     coalesced++;
     if (joinTimeoutMs === undefined) return join(found, signal);
     const left = found.startedAt + joinTimeoutMs - clock.now();
-    return join(found, signal, left).then((outcome) => {
+    return joinAtMost(found, signal, left).then((outcome) => {
       if (outcome) return outcome;
       if (inFlight.get(key) === found) inFlight.delete(key);
       return coalesce(key, query, signal, question); // join a fresh one, or start it
