@@ -1,5 +1,9 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { ensureTestCa } from "./test/tools/test-ca.ts";
+
+// Before Miniflare loads: it reads NODE_EXTRA_CA_CERTS once, at import.
+ensureTestCa();
+const { cloudflareTest } = await import("@cloudflare/vitest-plugin");
 
 const workerdRuntime = { compatibilityDate: "2026-10-20", compatibilityFlags: ["nodejs_compat"] };
 

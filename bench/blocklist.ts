@@ -1,63 +1,127 @@
-// The block list at scale: 1,000,000 generated hosts-format lines parsed and
-// loaded into the suffix set, then 1,000,000 lookups (a third exact hits, a
-// third names below listed ones, a third misses). Runs inside `npm run bench`
-// and alone: `node bench/blocklist.ts`.
+// Block lists at scale (issue 16), on names shaped like real lists
+// (test/support/list-names.ts): a text list of 1,000,000 hosts-format lines
+// parsed into the suffix set, against compiled lists of 1,000,000 and
+// 5,000,000 names built offline and loaded from disk. Lookups: listed names,
+// names below listed ones, and names not listed. Runs inside `npm run bench`
+// and alone: `node bench/blocklist.ts [names...]`.
 
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  buildCompiledList,
+  type NameMatcher,
+  openCompiledList,
+} from "../shared/policy/compiled-list.ts";
 import { parseList } from "../shared/policy/list-parse.ts";
 import { createSuffixSet } from "../shared/policy/suffix-set.ts";
+import { listNames } from "../test/support/list-names.ts";
 
-export interface BlocklistBench {
-  entries: number;
-  parseMs: number;
+export interface BlocklistRow {
+  kind: "text" | "compiled";
+  names: number;
+  /** Compiled: the file's size per name. */
+  bytesPerName?: number;
+  /** Compiled: offline build time. */
+  buildS?: number;
+  /** Text: parse and insert; compiled: open the file's bytes (checksum included). */
   loadMs: number;
-  lookups: number;
-  lookupNs: number;
-  heapMb: number;
+  listedNs: number;
+  belowNs: number;
+  missNs: number;
+  /** Compiled: the bytes the loaded list holds (its file, read in place). */
+  memoryMb?: number;
 }
 
-export function benchBlocklist(entries = 1_000_000, lookups = 1_000_000): BlocklistBench {
-  const lines: string[] = [];
-  for (let i = 0; i < entries; i++) lines.push(`0.0.0.0 host${i}.tracker${i % 997}.example`);
-  const text = lines.join("\n");
-  const heap0 = process.memoryUsage().heapUsed;
+const LOOKUPS = 300_000;
+
+function timeLookups(matcher: NameMatcher, names: string[], expected: boolean): number {
   const t0 = performance.now();
-  const parsed = parseList(text);
-  const t1 = performance.now();
-  const set = createSuffixSet(parsed.names);
-  const t2 = performance.now();
-  const names: string[] = [];
-  for (let i = 0; i < lookups; i++) {
-    const n = (i * 7919) % entries;
-    names.push(
-      i % 3 === 0
-        ? `host${n}.tracker${n % 997}.example`
-        : i % 3 === 1
-          ? `cdn.x.host${n}.tracker${n % 997}.example`
-          : `www.site${n}.example`,
+  let hits = 0;
+  for (const name of names) if (matcher.matches(name)) hits++;
+  const ns = ((performance.now() - t0) * 1e6) / names.length;
+  if ((hits === names.length) !== expected || (!expected && hits > 0)) {
+    throw new Error(
+      `blocklist bench: ${hits} of ${names.length} matched, expected ${expected ? "all" : "none"}`,
     );
   }
-  let hits = 0;
-  const t3 = performance.now();
-  for (const name of names) if (set.matches(name)) hits++;
-  const t4 = performance.now();
-  if (hits !== Math.ceil(lookups / 3) + Math.ceil((lookups - 1) / 3)) {
-    throw new Error(`blocklist bench: ${hits} hits, expected two thirds of ${lookups}`);
-  }
+  return ns;
+}
+
+function probes(names: string[]) {
+  const step = Math.max(1, Math.floor(names.length / LOOKUPS));
+  const listed = Array.from({ length: LOOKUPS }, (_, i) => names[(i * step) % names.length]!);
   return {
-    entries: set.size,
-    parseMs: t1 - t0,
-    loadMs: t2 - t1,
-    lookups,
-    lookupNs: ((t4 - t3) * 1e6) / lookups,
-    heapMb: (process.memoryUsage().heapUsed - heap0) / 2 ** 20,
+    listed,
+    below: listed.map((name) => `cdn.${name}`),
+    // Another seed: the same parents are not generated, so none of these is listed.
+    missing: listNames(LOOKUPS, 0xbad).map((name) => `miss-${name}`),
   };
 }
 
+export async function benchBlocklist(
+  compiledSizes = [1_000_000, 5_000_000],
+): Promise<BlocklistRow[]> {
+  const rows: BlocklistRow[] = [];
+  {
+    const names = listNames(1_000_000, 16);
+    const p = probes(names);
+    const text = names.map((name) => `0.0.0.0 ${name}`).join("\n");
+    const t0 = performance.now();
+    const set = createSuffixSet(parseList(text).names);
+    const loadMs = performance.now() - t0;
+    rows.push({
+      kind: "text",
+      names: set.size,
+      loadMs,
+      listedNs: timeLookups(set, p.listed, true),
+      belowNs: timeLookups(set, p.below, true),
+      missNs: timeLookups(set, p.missing, false),
+    });
+  }
+  for (const count of compiledSizes) {
+    const names = listNames(count, 16);
+    const p = probes(names);
+    const t0 = performance.now();
+    const built = buildCompiledList(names);
+    const buildS = (performance.now() - t0) / 1000;
+    const file = join(tmpdir(), `doh-edge-bench-${count}.bin`);
+    await writeFile(file, built.bytes);
+    const bytes = await readFile(file);
+    const t1 = performance.now();
+    const list = openCompiledList(bytes);
+    const loadMs = performance.now() - t1;
+    rows.push({
+      kind: "compiled",
+      names: list.size,
+      bytesPerName: built.bytes.length / list.size,
+      buildS,
+      loadMs,
+      listedNs: timeLookups(list, p.listed, true),
+      belowNs: timeLookups(list, p.below, true),
+      missNs: timeLookups(list, p.missing, false),
+      // The matcher reads the file's bytes in place: it holds them and nothing else.
+      memoryMb: bytes.byteLength / 2 ** 20,
+    });
+    await rm(file, { force: true });
+  }
+  return rows;
+}
+
+export function blocklistTable(rows: BlocklistRow[]): string[] {
+  return [
+    "| list | names | bytes per name | build (s, offline) | load (ms) | lookup listed (ns) | below listed (ns) | not listed (ns) | held (MB) |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...rows.map(
+      (r) =>
+        `| ${r.kind} | ${r.names.toLocaleString("en-US")} | ${r.bytesPerName?.toFixed(2) ?? "—"} | ${r.buildS?.toFixed(1) ?? "—"} | ${r.loadMs.toFixed(1)} | ${r.listedNs.toFixed(0)} | ${r.belowNs.toFixed(0)} | ${r.missNs.toFixed(0)} | ${r.memoryMb?.toFixed(1) ?? "—"} |`,
+    ),
+  ];
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const r = benchBlocklist();
-  process.stdout.write(
-    `blocklist: ${r.entries} names, parse ${r.parseMs.toFixed(0)} ms, load ${r.loadMs.toFixed(0)} ms, ` +
-      `${r.lookupNs.toFixed(0)} ns per lookup over ${r.lookups}, heap +${r.heapMb.toFixed(0)} MB\n`,
-  );
+  const sizes = process.argv.slice(2).map(Number);
+  const rows = await benchBlocklist(sizes.length > 0 ? sizes : undefined);
+  process.stdout.write(`${blocklistTable(rows).join("\n")}\n`);
 }

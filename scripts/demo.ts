@@ -1,7 +1,7 @@
 // `npm run demo`: the whole stack answering from a local origin, so it works
 // without internet access:
 //
-//   dig → relay :5353 → worker (wrangler dev :8787) → relay origin endpoint :8853
+//   dig → relay :5053 → worker (wrangler dev :8787) → relay origin endpoint :8853
 //       → relay's pooled connection → origin (unbound over DoT → nsd, when
 //         installed; else a built-in zone server over TCP) → demo.test data
 //
@@ -96,8 +96,8 @@ export async function runDemo(): Promise<void> {
   const token = randomBytes(24).toString("base64url");
   const relayConfig = {
     listen: {
-      udp: "127.0.0.1:5353",
-      tcp: "127.0.0.1:5353",
+      udp: "127.0.0.1:5053",
+      tcp: "127.0.0.1:5053",
       metrics: "127.0.0.1:9153",
       origin: { addr: "127.0.0.1:8853", token_env: "DEMO_RELAY_TOKEN" },
       doh: { addr: "127.0.0.1:8443", cert: certs.certFile, key: certs.keyFile },
@@ -131,7 +131,7 @@ export async function runDemo(): Promise<void> {
   const relay: Component = {
     ...relayComponent(relayFile, { DEMO_RELAY_TOKEN: token }),
     banner: [
-      "DNS on 127.0.0.1:5353 — try: dig @127.0.0.1 -p 5353 www.demo.test",
+      "DNS on 127.0.0.1:5053 — try: dig @127.0.0.1 -p 5053 www.demo.test",
       `DoH on https://127.0.0.1:8443/dns-query — try: kdig @127.0.0.1 -p 8443 +https +tls-ca=${certs.caFile} +tls-hostname=dns.test www.demo.test`,
       `origin: ${origin.description}`,
     ].join("\n       | "),

@@ -172,7 +172,7 @@ export function relayComponent(config: string, env: Record<string, string> = {})
     env,
     ready: (line) => line.includes('"msg":"relay started"'),
     banner:
-      "DNS on 127.0.0.1:5353 (UDP and TCP) — try: dig @127.0.0.1 -p 5353 example.com; metrics: curl -s http://127.0.0.1:9153/metrics",
+      "DNS on 127.0.0.1:5053 (UDP and TCP) — try: dig @127.0.0.1 -p 5053 example.com; metrics: curl -s http://127.0.0.1:9153/metrics",
   };
 }
 

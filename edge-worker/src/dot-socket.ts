@@ -3,6 +3,7 @@
 // connection; the relay is the pooled path for DoT-heavy setups.
 
 import { connect as socketConnect } from "cloudflare:sockets";
+import { padQuery } from "../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { readId } from "../../shared/dns/wire.ts";
 import { UpstreamError } from "../../shared/engine/errors.ts";
@@ -47,7 +48,7 @@ export function createSocketDotUpstream(options: SocketDotOptions): Upstream {
         await socket.opened;
         phase = "send";
         const writer = socket.writable.getWriter();
-        await writer.write(frameMessage(message));
+        await writer.write(frameMessage(padQuery(message)));
         writer.releaseLock();
         phase = "read";
         const reader = socket.readable.getReader();

@@ -1,15 +1,23 @@
 // The relay's block lists: files (`path`) read from disk and lists fetched
-// from `url`, parsed into one suffix set at startup and on every reload. A
-// list that cannot be read fails the (re)load with its key path, like any
-// other config error.
+// from `url`, at startup and on every reload. Text lists are parsed into one
+// suffix set; compiled lists (shared/policy/compiled-list.ts, known by their
+// magic bytes) are checked and used in place. A list that cannot be read or
+// a compiled list that is corrupt fails the (re)load with its key path, like
+// any other config error, so a reload keeps the old lists.
 
 import { readFile } from "node:fs/promises";
 import { ConfigError, type RelayConfig } from "../../shared/config/schema.ts";
+import {
+  isCompiledList,
+  type NameMatcher,
+  openCompiledList,
+  unionMatchers,
+} from "../../shared/policy/compiled-list.ts";
 import { parseList } from "../../shared/policy/list-parse.ts";
-import { createSuffixSet, type SuffixSet } from "../../shared/policy/suffix-set.ts";
+import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
 export interface LoadedBlocklists {
-  set: SuffixSet;
+  set: NameMatcher;
   entries: number;
   rejected: number;
   ms: number;
@@ -20,26 +28,34 @@ export async function loadBlocklists(
   fetchList: typeof fetch = fetch,
 ): Promise<LoadedBlocklists> {
   const started = performance.now();
-  const set = createSuffixSet();
+  const text = createSuffixSet();
+  const compiled: NameMatcher[] = [];
   let rejected = 0;
   for (const [i, list] of config.blocklists.entries()) {
-    let text: string;
+    const at = ["blocklists", i, "path" in list ? "path" : "url"];
+    let bytes: Uint8Array;
     try {
-      if ("path" in list) text = await readFile(list.path, "utf8");
+      if ("path" in list) bytes = await readFile(list.path);
       else {
         const response = await fetchList(list.url, { signal: AbortSignal.timeout(15_000) });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        text = await response.text();
+        bytes = new Uint8Array(await response.arrayBuffer());
       }
     } catch (error) {
-      const key = "path" in list ? "path" : "url";
-      throw new ConfigError([
-        { path: ["blocklists", i, key], message: `cannot read: ${(error as Error).message}` },
-      ]);
+      throw new ConfigError([{ path: at, message: `cannot read: ${(error as Error).message}` }]);
     }
-    const parsed = parseList(text);
-    for (const name of parsed.names) set.add(name);
+    if (isCompiledList(bytes)) {
+      try {
+        compiled.push(openCompiledList(bytes));
+      } catch (error) {
+        throw new ConfigError([{ path: at, message: (error as Error).message }]);
+      }
+      continue;
+    }
+    const parsed = parseList(new TextDecoder().decode(bytes));
+    for (const name of parsed.names) text.add(name);
     rejected += parsed.rejected;
   }
+  const set = unionMatchers([text, ...compiled]);
   return { set, entries: set.size, rejected, ms: performance.now() - started };
 }

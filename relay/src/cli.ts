@@ -1,6 +1,7 @@
 // doh-relay: the relay daemon's command line.
-//   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5353 to public DoH resolvers)
-//   --check         validate, print the normalized config as JSON, exit 0 (1 when invalid)
+//   --config FILE   YAML config (default: udp+tcp on 127.0.0.1:5053 to public DoH resolvers)
+//   --check         validate, print the config as YAML with every default filled in
+//                   (readable by --config), exit 0; 1 with every problem when invalid
 //   --log-level L   debug | info | warn | error (overrides log.level)
 //   --help, --version
 // SIGTERM/SIGINT drain in-flight queries (up to 5 s) and exit 0; SIGHUP
@@ -8,19 +9,26 @@
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { formatCidr } from "../../shared/config/ip.ts";
-import { ConfigError, parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
-import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import {
+  ConfigError,
+  formatProblem,
+  parseRelayConfig,
+  type RelayConfig,
+} from "../../shared/config/schema.ts";
 import { loadRelayConfig } from "./config/load-config.ts";
+import { printRelayConfig } from "./config/print-config.ts";
 import { createLogger, isLogLevel, type Logger } from "./log.ts";
 import { startRelay } from "./relay.ts";
 import { assertSupported } from "./transports/build-transports.ts";
+import { loadQuiche } from "./transports/quiche-link.ts";
 
 const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
 
   --config FILE      relay config (YAML); without it: udp and tcp on
-                     127.0.0.1:5353, forwarding to public DoH resolvers
-  --check            validate the config, print it normalized, and exit
+                     127.0.0.1:5053, forwarding to public DoH resolvers
+  --check            validate the config and print it as YAML with every
+                     default filled in (readable by --config), or every
+                     problem, one per line; then exit
   --log-level LEVEL  debug, info, warn or error (overrides log.level)
   --help             this text
   --version          the version
@@ -38,7 +46,11 @@ export const DEFAULT_CONFIG_INPUT = {
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
+/** Set by scripts/build-relay.ts in the bundle; absent when run from source. */
+declare const RELAY_BUILD_VERSION: string | undefined;
+
 function version(): string {
+  if (typeof RELAY_BUILD_VERSION === "string") return RELAY_BUILD_VERSION;
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
   return String(pkg.version);
 }
@@ -49,20 +61,34 @@ async function readConfig(path: string | undefined): Promise<RelayConfig> {
       ? parseRelayConfig(DEFAULT_CONFIG_INPUT).config
       : (await loadRelayConfig(path)).config;
   assertSupported(config);
+  await assertQuicAvailable(config);
   return config;
 }
 
-/** Prints the normalized config: durations in ms, URLs and CIDRs as text. */
-function printable(config: RelayConfig): unknown {
-  return JSON.parse(
-    JSON.stringify(config, (_key, value) => {
-      if (value === null || typeof value !== "object") return value;
-      if ("href" in value) return value.href;
-      if ("prefix" in value && value.bytes instanceof Uint8Array) return formatCidr(value);
-      if ("hostKind" in value && "port" in value) return formatHostPort(value);
-      return value;
-    }),
-  );
+/**
+ * DoQ needs @matrixai/quic, an optional native addon (no build exists for
+ * linux-arm64; the release bundle leaves it out): a quic:// upstream without
+ * it is a config error at startup, not a SERVFAIL per query.
+ */
+async function assertQuicAvailable(config: RelayConfig): Promise<void> {
+  const index = config.upstreams.findIndex((u) => u.url.protocol === "quic");
+  if (index < 0) return;
+  try {
+    await loadQuiche();
+  } catch (error) {
+    throw new ConfigError([
+      {
+        path: ["upstreams", index, "url"],
+        message: `quic:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use tls:// instead`,
+      },
+    ]);
+  }
+}
+
+/** A config error as one line per problem; anything else as one line. */
+function problemLines(error: unknown): string {
+  if (error instanceof ConfigError) return error.problems.map(formatProblem).join("\n");
+  return oneLine(error);
 }
 
 function oneLine(error: unknown): string {
@@ -109,18 +135,18 @@ export async function main(argv: string[]): Promise<number> {
   try {
     config = await readConfig(path);
   } catch (error) {
-    process.stderr.write(`${oneLine(error)}\n`);
+    process.stderr.write(`${problemLines(error)}\n`);
     return 1;
   }
   if (args.values.check) {
-    process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
+    process.stdout.write(printRelayConfig(config));
     return 0;
   }
 
   const logger: Logger = createLogger(levelArg ?? config.log.level);
   if (path === undefined) {
     logger.info("no --config: using the default config", {
-      listen: "udp+tcp 127.0.0.1:5353",
+      listen: "udp+tcp 127.0.0.1:5053",
       upstreams: DEFAULT_CONFIG_INPUT.upstreams.map((u) => u.url),
     });
   }

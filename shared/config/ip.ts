@@ -3,6 +3,8 @@
 // addresses (::ffff:10.0.0.1) are folded to IPv4 so an ACL written in IPv4
 // cannot be sidestepped by a dual-stack socket's view of the same client.
 
+import { copyBytes } from "../dns/bytes.ts";
+
 export class IpAddressError extends Error {
   readonly code = "bad_ip";
 }
@@ -132,7 +134,7 @@ function whyNotIp(text: string): string {
 /** Folds an IPv4-mapped IPv6 address (::ffff:a.b.c.d) to plain IPv4; others unchanged. */
 export function normalizeIp(address: IpAddress): IpAddress {
   if (address.family === 6 && isV4Mapped(address.bytes)) {
-    return { family: 4, bytes: address.bytes.slice(12) };
+    return { family: 4, bytes: copyBytes(address.bytes.subarray(12)) };
   }
   return address;
 }
@@ -198,7 +200,7 @@ export function parseCidr(text: string): Cidr {
     throw fail(`host bits are set after /${prefix}; did you mean ${suggestion}?`);
   }
   if (address.family === 6 && prefix >= 96 && isV4Mapped(network)) {
-    return { family: 4, bytes: network.slice(12), prefix: prefix - 96 };
+    return { family: 4, bytes: copyBytes(network.subarray(12)), prefix: prefix - 96 };
   }
   return { family: address.family, bytes: network, prefix };
 }
@@ -208,7 +210,7 @@ export function formatCidr(cidr: Cidr): string {
 }
 
 function maskBytes(bytes: Uint8Array, prefix: number): Uint8Array {
-  const out = bytes.slice();
+  const out = copyBytes(bytes);
   for (let i = 0; i < out.length; i++) {
     const keep = Math.max(0, Math.min(8, prefix - i * 8));
     out[i] = out[i]! & ((0xff << (8 - keep)) & 0xff);

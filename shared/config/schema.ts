@@ -19,7 +19,7 @@
 // `.problems`. Warnings (config that works but is probably unwise) come back
 // beside the config.
 
-import { z } from "zod";
+import * as z from "zod";
 import { rrTypeFromName } from "../dns/codes.ts";
 import { POLICY_NAMES, type PolicyName } from "../engine/policies.ts";
 import { parseDuration } from "./duration.ts";
@@ -307,7 +307,7 @@ export interface OriginListenerConfig extends StreamListenerConfig {
   key?: string;
 }
 
-/** Only the listeners written exist; with no `listen` at all: udp and tcp on 127.0.0.1:5353. */
+/** Only the listeners written exist; with no `listen` at all: udp and tcp on 127.0.0.1:5053. */
 export interface ListenConfig {
   udp?: UdpListenerConfig;
   tcp?: StreamListenerConfig;
@@ -526,7 +526,7 @@ const hostName = parsedString((text) => {
 
 const listenAddr = parsedString(
   (text) => parseHostPort(text, { emptyHost: "0.0.0.0" }),
-  'an address such as "127.0.0.1:5353"',
+  'an address such as "127.0.0.1:5053"',
 );
 
 function httpUrl(text: string): URL {
@@ -1393,7 +1393,7 @@ function finalizeRelay(raw: z.output<typeof relaySchema>, check: Checker): Relay
   const common = finalizeCommon(raw, check, new Set());
   let listen: ListenConfig;
   if (raw.listen === undefined) {
-    const addr: HostPort = { host: "127.0.0.1", hostKind: "ipv4", port: 5353 };
+    const addr: HostPort = { host: "127.0.0.1", hostKind: "ipv4", port: 5053 };
     listen = {
       udp: { addr, reuse_port: false },
       tcp: { addr, ...streamTuningSchema.parse({}) },

@@ -1,6 +1,8 @@
 // RFC 1035 §4.2.2 / RFC 7858 / RFC 9250 two-byte length framing, shared by
 // TCP, DoT and DoQ on both runtimes.
 
+import { copyBytes, plainBytes } from "./bytes.ts";
+
 const newBytes = (size: number) => new Uint8Array(size);
 
 /**
@@ -28,8 +30,9 @@ export function frameMessage(
 export interface FrameReader {
   /**
    * Feeds bytes; returns every message completed by them, in order. The
-   * messages are views of `chunk` (or of the reader's own buffer), so the
-   * caller may keep or change them but must not reuse `chunk`'s memory.
+   * messages are plain Uint8Array views of `chunk` (or of the reader's own
+   * buffer), never Node Buffers, each over its own bytes: the caller owns
+   * them, may keep or change them, and must not reuse `chunk`'s memory.
    */
   push(chunk: Uint8Array): Uint8Array[];
   /** Bytes held for an incomplete message. */
@@ -49,7 +52,7 @@ export function createFrameReader(): FrameReader {
     },
     push(chunk) {
       let data: Uint8Array;
-      if (pending.length === 0) data = chunk;
+      if (pending.length === 0) data = plainBytes(chunk);
       else {
         data = new Uint8Array(pending.length + chunk.length);
         data.set(pending, 0);
@@ -63,7 +66,7 @@ export function createFrameReader(): FrameReader {
         messages.push(data.subarray(offset + 2, offset + 2 + size));
         offset += 2 + size;
       }
-      pending = offset === data.length ? new Uint8Array(0) : data.slice(offset);
+      pending = offset === data.length ? new Uint8Array(0) : copyBytes(data.subarray(offset));
       return messages;
     },
   };

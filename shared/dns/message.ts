@@ -2,6 +2,7 @@
 // and a record walker that validates every name and length without decoding
 // RDATA. The walker is the base of every other wire helper.
 
+import { copyBytes } from "./bytes.ts";
 import { namesEqual, nameToText, readName, skipName } from "./names.ts";
 import { DnsWireError, guarded } from "./wire-error.ts";
 
@@ -134,7 +135,7 @@ export function setId(msg: Uint8Array, id: number): void {
 export function withId(msg: Uint8Array, id: number): Uint8Array<ArrayBuffer> {
   checkSize(msg);
   checkId(id);
-  const copy = msg.slice();
+  const copy = copyBytes(msg);
   writeU16(copy, 0, id);
   return copy;
 }
@@ -338,7 +339,7 @@ function parseOptions(msg: Uint8Array, opt: RecordInfo): EdnsOption[] {
     if (pos + 4 + length > opt.end) {
       throw new DnsWireError("bad_opt", `option length ${length} runs past the OPT RDATA`, pos);
     }
-    options.push({ code: u16(msg, pos), data: msg.slice(pos + 4, pos + 4 + length) });
+    options.push({ code: u16(msg, pos), data: copyBytes(msg.subarray(pos + 4, pos + 4 + length)) });
     pos += 4 + length;
   }
   return options;

@@ -1,6 +1,7 @@
 // Domain names in wire form (RFC 1035 §3.1, §4.1.4): validation with
 // compression pointers, and a log-safe presentation form.
 
+import { copyBytes } from "./bytes.ts";
 import { DnsWireError } from "./wire-error.ts";
 
 /** RFC 1035 §2.3.4: a name is at most 255 octets in wire form, terminal zero included. */
@@ -89,7 +90,7 @@ export function readName(
   limit = msg.length,
 ): { wire: Uint8Array; end: number } {
   const { end, length } = scanName(msg, start, limit, nameScratch);
-  return { wire: nameScratch.slice(0, length), end };
+  return { wire: copyBytes(nameScratch.subarray(0, length)), end };
 }
 
 /**

@@ -2,6 +2,7 @@
 // decode a whole message. Every helper returns a safe result or throws
 // DnsWireError; nothing else escapes. (Full decoding lives in codec.ts.)
 
+import { copyBytes } from "./bytes.ts";
 import { EDE_OPTION_CODE, Rcode, RrType } from "./codes.ts";
 import {
   checkSize,
@@ -121,7 +122,7 @@ export function ageTtls(msg: Uint8Array, ageSeconds: number): Uint8Array<ArrayBu
     }
     const age = Math.floor(ageSeconds);
     const m = scan(msg);
-    const out = msg.slice();
+    const out = copyBytes(msg);
     for (const rr of m.records) {
       if (rr.type === RrType.OPT) continue;
       let ttl = effectiveTtl(rr.ttl);
@@ -139,7 +140,7 @@ function sameRrset(msg: Uint8Array, a: RecordInfo, b: RecordInfo): boolean {
 }
 
 function headerOnly(msg: Uint8Array, length: number, counts: [number, number, number, number]) {
-  const out = msg.slice(0, length);
+  const out = copyBytes(msg.subarray(0, length));
   out[2] = out[2]! | 0x02; // TC
   counts.forEach((count, i) => {
     writeU16(out, 4 + 2 * i, count);

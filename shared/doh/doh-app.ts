@@ -3,6 +3,7 @@
 
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { padAnswerFor } from "../dns/edns-options.ts";
 import { buildErrorResponse, EdeCode, minTtl, Rcode, readRcode } from "../dns/wire.ts";
 import { DNS_JSON, DNS_MESSAGE, readDohRequest, readJsonQuery } from "./doh-request.ts";
 import { toJsonAnswer } from "./json-answer.ts";
@@ -70,7 +71,9 @@ export function createDohApp(options: DohAppOptions): Hono {
         headers: { ...headers, "content-type": DNS_JSON },
       });
     }
-    return new Response(response as Uint8Array<ArrayBuffer>, {
+    // RFC 8467 §4.1: a client that pads its query gets a padded answer.
+    const body = padAnswerFor(parsed.value.query, response);
+    return new Response(body as Uint8Array<ArrayBuffer>, {
       headers: { ...headers, "content-type": DNS_MESSAGE },
     });
   };

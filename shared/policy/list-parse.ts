@@ -9,7 +9,7 @@ export interface ParsedList {
 }
 
 const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
-const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+)$/i;
+const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]*)$/i; // IPv6 needs a colon: "bad" is not one
 const HOSTS_OWN = new Set([
   "localhost",
   "localhost.localdomain",

@@ -5,6 +5,7 @@
 
 import type { RuleConfig } from "../config/schema.ts";
 import { rrTypeName } from "../dns/codes.ts";
+import type { NameMatcher } from "./compiled-list.ts";
 import { createSuffixSet, normalizeName, type SuffixSet } from "./suffix-set.ts";
 
 export type Decision =
@@ -22,7 +23,8 @@ export interface Policy {
 
 export interface PolicyOptions {
   rules: readonly RuleConfig[];
-  blocklist?: SuffixSet | undefined;
+  /** Text lists (a SuffixSet), compiled lists, or both (unionMatchers). */
+  blocklist?: NameMatcher | undefined;
   allowlist?: readonly string[];
 }
 

@@ -1,5 +1,5 @@
-// The answer cache both runtimes keep in memory (SPEC §4): an LRU bounded by
-// entries and bytes, keyed by lower-cased name + type + class + DO + CD.
+// The answer cache both runtimes keep in memory: an LRU bounded by entries
+// and bytes, keyed by everything in a query that changes its answer (cacheKey).
 // Positive answers live for their smallest TTL, negative ones for the SOA
 // minimum (RFC 2308, minTtl does both) capped by negative_ttl, SERVFAIL for
 // servfail_ttl; everything clamped to [min_ttl, max_ttl]. Served copies
@@ -7,6 +7,7 @@
 // serve_stale, expired entries are kept a day longer for RFC 8767.
 
 import type { CacheConfig } from "../config/schema.ts";
+import { copyBytes } from "../dns/bytes.ts";
 import {
   ageTtls,
   minTtl,
@@ -33,13 +34,14 @@ export interface CacheStats {
   bytes: number;
 }
 
+/** The calls take `key`, the query's cacheKey: a query without one never reaches the cache. */
 export interface AnswerCache {
   /** A fresh cached answer for `query`, adapted to it; undefined on a miss. */
-  get(query: Uint8Array): Uint8Array | undefined;
+  get(key: string, query: Uint8Array): Uint8Array | undefined;
   /** An expired answer within the stale window (serve_stale only), TTLs set to 30 s. */
-  getStale(query: Uint8Array): Uint8Array | undefined;
+  getStale(key: string, query: Uint8Array): Uint8Array | undefined;
   /** Stores `answer` to `query` when it is cacheable. Returns whether it was stored. */
-  put(query: Uint8Array, answer: Uint8Array): boolean;
+  put(key: string, query: Uint8Array, answer: Uint8Array): boolean;
   stats(): CacheStats;
 }
 
@@ -50,17 +52,40 @@ interface Entry {
   staleUntil: number;
 }
 
-/** The cache key of a query; undefined when its question cannot be read. */
+const OPCODE_QUERY = 0;
+const ECS_OPTION = 8;
+
+/**
+ * The cache key of a query that may be answered from the cache or share an
+ * in-flight resolution; undefined when it may not: anything but a standard
+ * QUERY with one question (NOTIFY, UPDATE, a response), an EDNS version other
+ * than 0 (the upstream owes it BADVERS), or a message that cannot be read.
+ * The key holds every part of a query that changes its answer: the
+ * lower-cased name, type and class; the RD, AD and CD bits; whether the query
+ * has an OPT record (RFC 6891 §6.1.1: an answer has one only if its query
+ * did) and its DO bit; and the client subnet option, if any (RFC 7871), so
+ * one subnet's answer is never served to another. A served copy then differs
+ * from its query's own answer only in ID, question case and TTLs.
+ */
 export function cacheKey(query: Uint8Array): string | undefined {
   try {
-    const q = readQuestion(query);
     const header = readHeader(query);
-    const dnssecOk = readEdns(query)?.dnssecOk ?? false;
-    return `${q.name}|${q.type}|${q.class}|${dnssecOk ? 1 : 0}${header.cd ? 1 : 0}`;
+    if (header.qr || header.opcode !== OPCODE_QUERY || header.qdcount !== 1) return undefined;
+    const q = readQuestion(query);
+    const edns = readEdns(query);
+    const flags = `${header.rd ? 1 : 0}${header.ad ? 1 : 0}${header.cd ? 1 : 0}`;
+    if (!edns) return `${q.name}|${q.type}|${q.class}|${flags}`;
+    if (edns.version !== 0) return undefined;
+    const ecs = edns.options.find((o) => o.code === ECS_OPTION);
+    const subnet = ecs ? `|${hex(ecs.data)}` : "";
+    return `${q.name}|${q.type}|${q.class}|${flags}|e${edns.dnssecOk ? 1 : 0}${subnet}`;
   } catch {
     return undefined;
   }
 }
+
+const hex = (bytes: Uint8Array) =>
+  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
 /**
  * `answer` as an answer to `query`: the query's ID, and its question bytes
@@ -87,14 +112,13 @@ function questionNameEnd(msg: Uint8Array): number | undefined {
   return undefined;
 }
 
-/** A copy with every TTL but OPT's lowered to at most `max` seconds. */
+/** Lowers every TTL but OPT's to at most `max` seconds, in place; returns `msg`. */
 function capTtls(msg: Uint8Array, max: number): Uint8Array {
-  const out = msg.slice();
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
   walkRecords(msg, (rr) => {
     if (rr.type !== 41 && rr.ttl > max) view.setUint32(rr.ttlOffset, max);
   });
-  return out;
+  return msg;
 }
 
 /** How long `answer` may be cached, in ms; undefined = not cacheable. */
@@ -135,6 +159,7 @@ export function servedCopy(
   query: Uint8Array,
 ): Uint8Array {
   const remainingS = Math.ceil((entry.expiresAt - now) / 1000);
+  // ageTtls' copy is ours to cap in place.
   const aged = ageTtls(entry.answer, Math.floor((now - entry.storedAt) / 1000));
   return adaptAnswer(capTtls(aged, remainingS), query);
 }
@@ -159,40 +184,38 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
   }
 
   return {
-    get(query) {
+    get(key, query) {
       if (config.size === 0) return undefined;
-      const key = cacheKey(query);
-      const entry = key === undefined ? undefined : entries.get(key);
+      const entry = entries.get(key);
       const t = now();
       if (!entry || t >= entry.expiresAt) {
-        if (entry && t >= entry.staleUntil) drop(key as string, entry);
+        if (entry && t >= entry.staleUntil) drop(key, entry);
         stats.misses++;
         return undefined;
       }
-      entries.delete(key as string);
-      entries.set(key as string, entry);
+      entries.delete(key);
+      entries.set(key, entry);
       stats.hits++;
       return servedCopy(entry, t, query);
     },
-    getStale(query) {
+    getStale(key, query) {
       if (config.size === 0 || !config.serve_stale) return undefined;
-      const key = cacheKey(query);
-      const entry = key === undefined ? undefined : entries.get(key);
+      const entry = entries.get(key);
       if (!entry || now() >= entry.staleUntil) return undefined;
       stats.stale++;
-      return adaptAnswer(capTtls(entry.answer, STALE_TTL_SECONDS), query);
+      return adaptAnswer(capTtls(copyBytes(entry.answer), STALE_TTL_SECONDS), query);
     },
-    put(query, answer) {
+    put(key, query, answer) {
       if (config.size === 0) return false;
-      const key = cacheKey(query);
-      const ms = key === undefined ? undefined : lifetimeMs(config, query, answer);
-      if (key === undefined || ms === undefined || answer.length > maxBytes) return false;
+      const ms = lifetimeMs(config, query, answer);
+      if (ms === undefined || answer.length > maxBytes) return false;
       const old = entries.get(key);
       if (old) drop(key, old);
       const t = now();
       const expiresAt = t + ms;
       entries.set(key, {
-        answer: answer.slice(),
+        // The cache's own copy, never a view of the caller's bytes.
+        answer: copyBytes(answer),
         storedAt: t,
         expiresAt,
         staleUntil: config.serve_stale ? expiresAt + STALE_WINDOW_MS : expiresAt,

@@ -1,7 +1,9 @@
 // The answer cache and in-flight coalescing around a Resolver, the same in
 // both runtimes: a cache hit never touches an upstream; identical queries in
 // flight at once (same cache key) share one resolution, each answer carrying
-// its own asker's ID and question; a SERVFAIL falls back to a stale entry
+// its own asker's ID and question; queries that cacheKey turns away (NOTIFY,
+// UPDATE, EDNS version 1...) neither use the cache nor share a resolution;
+// a SERVFAIL falls back to a stale entry
 // when serve_stale is on. The shared resolution is cancelled only when every
 // asker has gone, unless it is kept alive (the worker: see SharingOptions).
 
@@ -104,7 +106,7 @@ export function createCachedResolver(
     let stored: Promise<void> | undefined;
     const promise = resolver.resolve(query, controller.signal, question).then((outcome) => {
       if (outcome.kind === "answer" || outcome.kind === "servfail") {
-        const kept = cache.put(query, outcome.answer);
+        const kept = cache.put(key, query, outcome.answer);
         const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
         if (ms !== undefined) {
           const t = now();
@@ -216,15 +218,16 @@ export function createCachedResolver(
     question: Question | undefined,
   ): Promise<ResolveOutcome> {
     const key = cacheKey(query);
-    if (key === undefined) return resolver.resolve(query, signal, question); // FORMERR path
-    const hit = cache.get(query);
+    // Not cacheable (NOTIFY, UPDATE, EDNS version 1, unreadable): its own resolution.
+    if (key === undefined) return resolver.resolve(query, signal, question);
+    const hit = cache.get(key, query);
     if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
     if (sharedCache && !inFlight.has(key)) {
       const entry = await sharedCache.get(key).catch(() => undefined);
       const t = now();
       if (entry && t < entry.expiresAt) {
         const answer = servedCopy(entry, t, query);
-        cache.put(query, answer);
+        cache.put(key, query, answer);
         sharedHits++;
         return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
       }
@@ -237,7 +240,7 @@ export function createCachedResolver(
       return resolver.resolve(query, AbortSignal.abort(error));
     }
     if (outcome.kind === "servfail") {
-      const stale = cache.getStale(query);
+      const stale = cache.getStale(key, query);
       if (stale) return { kind: "answer", answer: stale, route: outcome.route, upstream: "stale" };
     }
     return adapt(outcome, query);

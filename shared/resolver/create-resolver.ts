@@ -4,6 +4,7 @@
 
 import type { RouteConfig, UpstreamConfig } from "../config/schema.ts";
 import { createRouteTable } from "../config/zones.ts";
+import { forUpstream, fromUpstream } from "../dns/edns-options.ts";
 import {
   buildErrorResponse,
   DnsWireError,
@@ -174,16 +175,43 @@ export function createResolver(options: ResolverOptions): Resolver {
     routes.map((r) => ({ ...r, zones: r.config.zones, except: r.config.except })),
   );
 
+  // The OPT is hop-by-hop (edns-options.ts): the query's is rewritten once,
+  // before every attempt, and the winning answer's before the cache sees it.
   function raceOn(
     route: BuiltRoute,
     query: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<ResolveOutcome> {
-    return route.race.resolve(query, signal).then((result): ResolveOutcome => {
+    let upstreamQuery: Uint8Array;
+    try {
+      upstreamQuery = forUpstream(query);
+    } catch {
+      // RFC 6891 §7: a malformed OPT is a format error.
+      return Promise.resolve({ kind: "formerr", answer: buildErrorResponse(query, Rcode.FORMERR) });
+    }
+    return route.race.resolve(upstreamQuery, signal).then((result): ResolveOutcome => {
       if (result.ok) {
+        let answer: Uint8Array;
+        try {
+          answer = fromUpstream(result.answer);
+        } catch {
+          const error = new UpstreamError(
+            "malformed_answer",
+            result.upstream,
+            `${result.upstream}: answer OPT cannot be rewritten`,
+          );
+          return {
+            kind: "servfail",
+            answer: buildErrorResponse(query, Rcode.SERVFAIL, {
+              ede: { code: EdeCode.INVALID_DATA, text: "malformed OPT in the upstream answer" },
+            }),
+            route: route.name,
+            error,
+          };
+        }
         return {
           kind: "answer",
-          answer: result.answer,
+          answer,
           route: route.name,
           upstream: result.upstream,
           rcode: result.rcode,

@@ -2,11 +2,12 @@
 // and h3:// upstreams, and its calls to a relay's origin endpoint. Works in
 // any runtime with fetch; the relay uses its own pooled HTTP/2 client.
 
-import { MAX_MESSAGE_SIZE, readId, withId } from "../dns/wire.ts";
+import { padQuery } from "../dns/edns-options.ts";
+import { MAX_MESSAGE_SIZE, readId, setId, withId } from "../dns/wire.ts";
 import { encodeBase64Url } from "../doh/base64url.ts";
 import { DNS_MESSAGE } from "../doh/doh-request.ts";
-import { toUpstreamError, UpstreamError } from "../engine/errors.ts";
-import type { Upstream } from "../engine/upstream.ts";
+import { abortedBy, toUpstreamError, UpstreamError } from "../engine/errors.ts";
+import { type Upstream, unsendable } from "../engine/upstream.ts";
 
 export interface FetchDohOptions {
   name: string;
@@ -23,6 +24,8 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
   const { name } = options;
   const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   const method = options.method ?? "POST";
+  // RFC 8467 padding on encrypted hops only: plain http:// is for loopback and tunnels.
+  const encrypted = new URL(options.url).protocol === "https:";
   let closed = false;
 
   async function send(message: Uint8Array, signal: AbortSignal): Promise<Response> {
@@ -40,7 +43,7 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
         signal,
       });
     } catch (error) {
-      if (signal.aborted) throw new UpstreamError("aborted", name, undefined, { cause: error });
+      if (signal.aborted) throw abortedBy(signal, name);
       throw new UpstreamError("connect", name, `${name}: ${describe(error)}`, { cause: error });
     }
   }
@@ -49,8 +52,10 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
     name,
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
-      signal.throwIfAborted();
-      const response = await send(message, signal);
+      if (signal.aborted) throw abortedBy(signal, name);
+      const bad = unsendable(message, name);
+      if (bad) throw bad;
+      const response = await send(encrypted ? padQuery(message) : message, signal);
       try {
         if (response.status !== 200) {
           throw new UpstreamError("http_status", name, `${name}: HTTP ${response.status}`, {
@@ -73,12 +78,12 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
             `${name}: answer shorter than a header`,
           );
         }
-        return method === "GET" ? withId(body, readId(message)) : body;
+        // The body is fresh memory, ours alone: the caller's ID goes back in place.
+        if (method === "GET") setId(body, readId(message));
+        return body;
       } catch (error) {
         await response.body?.cancel().catch(() => {});
-        if (signal.aborted && !(error instanceof UpstreamError)) {
-          throw new UpstreamError("aborted", name, undefined, { cause: error });
-        }
+        if (signal.aborted) throw abortedBy(signal, name);
         throw toUpstreamError(error, name);
       }
     },

@@ -2,6 +2,7 @@
 // global-setup.ts): nsd "A" data answers 192.0.2.1, nsd "B" data 192.0.2.2.
 
 import { describe, expect, inject, it } from "vitest";
+import { createSocketDotUpstream } from "../../edge-worker/src/dot-socket.ts";
 import { handle } from "../../edge-worker/src/index.ts";
 import { workerState } from "../../edge-worker/src/worker-state.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
@@ -278,6 +279,68 @@ describe("edge worker rules", () => {
     // By zone, www.corp.test goes to "a" (192.0.2.1); the rule sends it to "b".
     expect(addresses((await ask(config, "www.corp.test.")).answer)).toEqual(["192.0.2.2"]);
     expect(addresses((await ask(config, "public.corp.test.")).answer)).toEqual(["192.0.2.1"]);
+  });
+});
+
+describe("the OPT record is hop-by-hop (issue 15.5)", () => {
+  /** A GET for `name` whose OPT carries `options` (code, data length). */
+  async function askWith(config: Config, options: [number, number][]) {
+    const base = buildQuery("www.example.test.", 1, { id: 77, ednsUdpSize: 1232 });
+    const rdata = options.flatMap(([code, length]) => [
+      code >> 8,
+      code & 0xff,
+      0,
+      length,
+      ...new Array<number>(length).fill(code === 10 ? 9 : 0),
+    ]);
+    const query = Uint8Array.from([
+      ...base.subarray(0, base.length - 2),
+      0,
+      rdata.length,
+      ...rdata,
+    ]);
+    const response = await handle(
+      new Request(`https://edge.test/dns-query?dns=${encodeBase64Url(query)}`),
+      { DOH_CONFIG: config },
+    );
+    return new Uint8Array(await response.arrayBuffer());
+  }
+  const codes = (answer: Uint8Array) => readEdns(answer)?.options.map((o) => o.code) ?? [];
+
+  it("pads the DoH answer to 468-byte blocks for a client that padded, and only then", async () => {
+    const config = oneRoute([upstream("a", A)]);
+    const padded = await askWith(config, [
+      [10, 8],
+      [12, 16],
+    ]);
+    expect(addresses(padded)).toEqual(["192.0.2.1"]);
+    expect(padded.length % 468).toBe(0);
+    expect(codes(padded)).toEqual([12]);
+    const plain = await askWith(config, [[10, 8]]);
+    expect(addresses(plain)).toEqual(["192.0.2.1"]);
+    expect(codes(plain)).not.toContain(12);
+    expect(plain.length).toBeLessThan(468);
+  });
+
+  it("pads DoT queries (unbound pads its answer only to a padded query); the client still gets no padding", async () => {
+    const port = inject("unboundTlsPort");
+    const transport = createSocketDotUpstream({
+      name: "dot",
+      host: "127.0.0.1",
+      port,
+      servername: "dns.test",
+    });
+    const query = buildQuery("www.example.test.", 1, { id: 5, ednsUdpSize: 1232 });
+    const raw = await transport.query(query, new AbortController().signal);
+    expect(codes(raw)).toContain(12);
+    expect(raw.length % 468).toBe(0);
+
+    const config = oneRoute([
+      upstream("dot", `tls://127.0.0.1:${port}`, { tls_servername: "dns.test" }),
+    ]);
+    const plain = await askWith(config, []);
+    expect(addresses(plain)).toEqual(["192.0.2.1"]);
+    expect(codes(plain)).toEqual([]);
   });
 });
 

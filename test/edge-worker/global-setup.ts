@@ -1,9 +1,10 @@
 // Real servers for the worker tests (which run inside workerd): two nsd
 // instances serving the same zones with different data (so a test can see
 // which upstream answered), unbound in front of one of them (plain and DoT,
-// with a certificate from the system-trusted test CA), and the suite's own
+// with a certificate from the test CA workerd trusts), and the suite's own
 // HTTP/1.1 DoH server in front of both (and of a server that answers
-// "<ms>.<name>" after <ms> milliseconds, at /slow/dns-query), a DoQ server in front of unbound, and
+// "<ms>.<name>" after <ms> milliseconds, at /slow/dns-query), a DoQ server in
+// front of unbound, and
 // the relay itself (a child process) with only its origin endpoint, for `via`
 // upstreams.
 
@@ -103,7 +104,7 @@ export default async function setup(project: TestProject) {
     started.push(nsdA);
     const nsdB = await startNsd({ zones: zonesFor("192.0.2.2") });
     started.push(nsdB);
-    const certs = await createTestCertificates({ systemCa: true });
+    const certs = await createTestCertificates({ workerdCa: true });
     const unbound = await startUnbound({
       stubs: { "example.test.": nsdA.port, "corp.test.": nsdA.port },
       tls: certs,

@@ -11,6 +11,12 @@
 // from GitHub at install. This is the bounded substitute `npm run fuzz` runs.
 
 import { decodeMessage } from "../../shared/dns/codec.ts";
+import {
+  forUpstream,
+  fromUpstream,
+  padAnswerFor,
+  rewriteOptions,
+} from "../../shared/dns/edns-options.ts";
 import { createFrameReader } from "../../shared/dns/framing.ts";
 import {
   ageTtls,
@@ -45,6 +51,10 @@ export const WIRE_TARGETS: readonly ((msg: Uint8Array) => unknown)[] = [
   (m) => truncateResponse(m, 40),
   minTtl,
   (m) => ageTtls(m, 17),
+  forUpstream,
+  fromUpstream,
+  (m) => rewriteOptions(m, () => true, 128),
+  (m) => padAnswerFor(m, m),
   decodeMessage,
   (m) => {
     // As a TCP stream: framed as-is, so its first two bytes are read as a length.

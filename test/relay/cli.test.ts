@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { Rcode, readId, readRcode } from "../../shared/dns/wire.ts";
 import { type DelayDnsServer, startDelayDnsServer } from "../support/delay-dns-server.ts";
@@ -118,24 +119,40 @@ describe("doh-relay --check, --version, --help", () => {
     expect(help.stdout).toContain("--config FILE");
   });
 
-  it("accepts the example config and prints it normalized", async () => {
+  it("accepts the example config and prints YAML that --config reads back to the same output", async () => {
     const result = await runCli(["--check", "--config", EXAMPLE]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    const config = JSON.parse(result.stdout);
-    expect(config.routes[0]).toMatchObject({ zones: ["."], timeout: 5000, policy: "failover" });
-    expect(config.listen.udp.addr).toBe("127.0.0.1:5353");
+    const config = parseYaml(result.stdout);
+    expect(config.routes[0]).toMatchObject({ zones: ["."], timeout: "5s", policy: "failover" });
+    expect(config.listen.udp.addr).toBe("127.0.0.1:5053");
+    const printed = await configFile("printed.yaml", result.stdout);
+    const again = await runCli(["--check", "--config", printed]);
+    expect(again).toMatchObject({ code: 0, stderr: "", stdout: result.stdout });
   });
 
-  it("without --config checks the default config: public DoH resolvers on 127.0.0.1:5353", async () => {
+  it("without --config checks the default config: public DoH resolvers on 127.0.0.1:5053", async () => {
     const result = await runCli(["--check"]);
     expect(result.code).toBe(0);
-    const config = JSON.parse(result.stdout);
-    expect(config.listen.udp.addr).toBe("127.0.0.1:5353");
-    expect(config.listen.tcp.addr).toBe("127.0.0.1:5353");
+    const config = parseYaml(result.stdout);
+    expect(config.listen.udp.addr).toBe("127.0.0.1:5053");
+    expect(config.listen.tcp.addr).toBe("127.0.0.1:5053");
     expect(config.upstreams.map((u: { url: string }) => u.url)).toEqual([
       "https://cloudflare-dns.com/dns-query",
       "https://dns.quad9.net/dns-query",
+    ]);
+  });
+
+  it("lists every problem of a bad config, one line each naming its key path", async () => {
+    const path = await configFile(
+      "many.yaml",
+      'upstreams: [{ name: a, url: "udp://127.0.0.1", weight: 0 }]\nroutes: [{ zones: ["."], upstreams: [quad8], timeout: 8000 }]\n',
+    );
+    const result = await runCli(["--check", "--config", path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([
+      "upstreams[0].weight: must be between 1 and 100",
+      expect.stringMatching(/^routes\[0\]\.timeout: /),
     ]);
   });
 

@@ -2,13 +2,14 @@
 // over real nsd data: each action, IPv6, a rewrite onto a CNAME, a forward to
 // a named route, and the counters.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
+import { buildCompiledList } from "../../shared/policy/compiled-list.ts";
 import { type RunningServer, startNsd } from "../support/dns-servers.ts";
-import { dig, httpGet, portOf, startTestRelay } from "./relay-harness.ts";
+import { dig, ephemeralConfig, httpGet, portOf, startTestRelay } from "./relay-harness.ts";
 
 const ZONE = `$ORIGIN pol.test.
 $TTL 300
@@ -31,6 +32,7 @@ let nsd: RunningServer;
 let lanNsd: RunningServer;
 let relay: Relay;
 let dir: string;
+let compiledList: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "doh-edge-policy-"));
@@ -39,6 +41,8 @@ beforeAll(async () => {
     list,
     "# test list\n0.0.0.0 tracker.pol.test\n0.0.0.0 listed.example\nads.pol.test\n",
   );
+  compiledList = join(dir, "compiled.bin");
+  await writeFile(compiledList, buildCompiledList(["compiled.pol.test", "other.example"]).bytes);
   [nsd, lanNsd] = await Promise.all([
     startNsd({ zones: { "pol.test.": ZONE } }),
     startNsd({ zones: { "lan.": LAN_ZONE } }),
@@ -67,7 +71,7 @@ beforeAll(async () => {
       { match: { name: "short.pol.test" }, action: "rewrite", rewrite_domain: "alias.pol.test" },
       { match: { suffix: "lan" }, action: "forward", route: "lan" },
     ],
-    blocklists: [{ path: list }],
+    blocklists: [{ path: list }, { path: compiledList }],
     allowlist: ["listed.example"],
   });
 });
@@ -120,5 +124,32 @@ describe("relay block list", () => {
     const metrics = (await httpGet(relay.opsPort as number, "/metrics")).body;
     expect(metrics).toMatch(/doh_relay_policy_hits_total\{action="block"\} [3-9]/);
     expect(metrics).toMatch(/doh_relay_policy_hits_total\{action="rewrite"\} [1-9]/);
+  });
+});
+
+describe("relay compiled block list (issue 16)", () => {
+  it("blocks names of a compiled list beside a text list", async () => {
+    const blocked = await ask("+edns", "x.compiled.pol.test");
+    expect(blocked).toContain("status: NXDOMAIN");
+    expect(blocked).toMatch(/EDE: 15 \(Blocked\)/);
+    expect((await ask("+short", "www.pol.test")).trim()).toBe("192.0.2.80");
+  });
+
+  it("refuses a corrupt compiled list in one line naming the key, at start and on reload", async () => {
+    const corrupt = join(dir, "corrupt.bin");
+    const bytes = new Uint8Array(await readFile(compiledList));
+    bytes[bytes.length - 1]! ^= 0xff;
+    await writeFile(corrupt, bytes);
+    const input = {
+      listen: { udp: "127.0.0.1:5353" },
+      upstreams: [{ name: "nsd", url: `udp://127.0.0.1:${nsd.port}` }],
+      blocklists: [{ path: corrupt }],
+    };
+    await expect(startTestRelay(input)).rejects.toThrow(
+      /^blocklists\[0\]\.path: compiled block list: checksum mismatch \(the file is corrupt\)$/,
+    );
+    await expect(relay.reload(ephemeralConfig(input))).rejects.toThrow(/checksum mismatch/);
+    // The running relay kept its lists.
+    expect(await ask("x.compiled.pol.test")).toContain("status: NXDOMAIN");
   });
 });

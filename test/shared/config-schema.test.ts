@@ -40,7 +40,7 @@ describe("the SPEC §8 example", () => {
   });
 
   it("normalizes listeners, upstreams and routes", () => {
-    expect(config.listen.udp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5353 });
+    expect(config.listen.udp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5053 });
     expect(config.listen.dot).toMatchObject({
       addr: { host: "0.0.0.0", port: 853 },
       cert: "/etc/doh-edge/tls.pem",
@@ -133,9 +133,9 @@ describe("defaults (SPEC §3)", () => {
     });
   });
 
-  it("listens on udp and tcp 127.0.0.1:5353 and allows loopback and private ranges", () => {
-    expect(config.listen.udp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5353 });
-    expect(config.listen.tcp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5353 });
+  it("listens on udp and tcp 127.0.0.1:5053 and allows loopback and private ranges", () => {
+    expect(config.listen.udp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5053 });
+    expect(config.listen.tcp?.addr).toEqual({ host: "127.0.0.1", hostKind: "ipv4", port: 5053 });
     expect(config.listen.dot).toBeUndefined();
     expect(config.allow.map(formatCidr)).toEqual([
       "127.0.0.0/8",

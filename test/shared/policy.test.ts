@@ -61,6 +61,8 @@ describe("block list parsing", () => {
         "",
         "not a domain!",
         "0.0.0.0 bad_-.example",
+        "bad line here", // "bad" looks like hex, but an IPv6 address needs a colon
+        "fe80::1%eth0 linklocal.example",
       ].join("\n"),
     );
     expect(names).toEqual([
@@ -72,7 +74,7 @@ describe("block list parsing", () => {
       "adblock.example",
       "opt.example",
     ]);
-    expect(rejected).toBe(2);
+    expect(rejected).toBe(4);
   });
 });
 

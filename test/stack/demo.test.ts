@@ -25,9 +25,9 @@ describe("npm run demo, end to end", () => {
     const log = join(dir, "demo.log");
     const stdout = await runInNetns(
       `${startStackScript("--demo", log)}
-echo "dig=$(dig @127.0.0.1 -p 5353 www.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
-echo "alias=$(dig @127.0.0.1 -p 5353 alias.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
-echo "nx=$(dig @127.0.0.1 -p 5353 nope.demo.test +tries=1 +time=5 | grep -o 'status: [A-Z]*')"
+echo "dig=$(dig @127.0.0.1 -p 5053 www.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
+echo "alias=$(dig @127.0.0.1 -p 5053 alias.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
+echo "nx=$(dig @127.0.0.1 -p 5053 nope.demo.test +tries=1 +time=5 | grep -o 'status: [A-Z]*')"
 ca=$(grep -o 'tls-ca=[^ ]*' "${log}" | head -1 | cut -d= -f2)
 echo "kdig=$(kdig @127.0.0.1 -p 8443 +https +tls-ca=$ca +tls-hostname=dns.test www.demo.test AAAA +short | tr '\\n' ' ')"
 curl -s http://127.0.0.1:9153/metrics > "${join(dir, "metrics.txt")}"

@@ -1,6 +1,7 @@
 // Runs a bash script in a network namespace of its own (only loopback, brought
 // up first), optionally with a private mount namespace: nothing the script
-// starts can reach beyond this machine. Needs root and util-linux's unshare.
+// starts can reach beyond this machine. Needs util-linux's unshare; a plain
+// user gets the namespaces through a user namespace of its own (root in it).
 
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -16,6 +17,7 @@ export async function runInNetns(
   const { stdout } = await run(
     "unshare",
     [
+      ...(process.getuid?.() === 0 ? [] : ["--map-root-user"]),
       "--net",
       ...(options.mount ? ["--mount"] : []),
       "--",

@@ -27,7 +27,7 @@ describe("npm start without internet", () => {
     const stdout = await runInNetns(
       `${startStackScript("", log)}
 t0=$(date +%s%3N)
-dig @127.0.0.1 -p 5353 example.com +tries=1 +time=10 > "${digOut}"
+dig @127.0.0.1 -p 5053 example.com +tries=1 +time=10 > "${digOut}"
 t1=$(date +%s%3N)
 echo "query_ms=$((t1 - t0))"
 sleep 0.5
@@ -37,8 +37,8 @@ ${STOP_STACK_SCRIPT}`,
     const output = await readFile(log, "utf8");
     const fields = fieldsOf(stdout);
     expect(output).toContain("DoH on http://127.0.0.1:8787/dns-query");
-    expect(output).toContain("DNS on 127.0.0.1:5353 (UDP and TCP)");
-    expect(output).toContain("dig @127.0.0.1 -p 5353 example.com");
+    expect(output).toContain("DNS on 127.0.0.1:5053 (UDP and TCP)");
+    expect(output).toContain("dig @127.0.0.1 -p 5053 example.com");
     expect(await readFile(digOut, "utf8")).toContain("status: SERVFAIL");
     expect(Number(fields.query_ms)).toBeLessThan(5000);
     // Both components say why: the worker names the failed upstream, the relay the SERVFAIL.

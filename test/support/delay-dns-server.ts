@@ -1,6 +1,7 @@
 // A tiny in-test DNS server (UDP and TCP on one port) whose answer time is
 // chosen by the query: "<ms>.<anything>" waits <ms> milliseconds, then
-// answers A 127.0.0.<ms % 256> with the query's ID. Counts queries. Node only.
+// answers A 127.0.0.<ms % 256> with the query's ID. Counts queries and
+// records their message IDs. Node only.
 
 import { createSocket } from "node:dgram";
 import { createServer, type Socket } from "node:net";
@@ -11,6 +12,8 @@ import { freePort } from "./dns-servers.ts";
 export interface DelayDnsServer {
   readonly port: number;
   readonly queries: number;
+  /** Message IDs of the queries received (UDP and TCP), in order. */
+  readonly ids: readonly number[];
   stop(): Promise<void>;
 }
 
@@ -37,6 +40,7 @@ export function delayAnswer(
 export async function startDelayDnsServer(): Promise<DelayDnsServer> {
   const port = await freePort();
   let queries = 0;
+  const ids: number[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
@@ -48,6 +52,7 @@ export async function startDelayDnsServer(): Promise<DelayDnsServer> {
   const udp = createSocket("udp4");
   udp.on("message", (msg, rinfo) => {
     queries++;
+    if (msg.length >= 2) ids.push(msg.readUInt16BE(0));
     const result = delayAnswer(new Uint8Array(msg));
     if (result) later(result.delayMs, () => udp.send(result.answer, rinfo.port, rinfo.address));
   });
@@ -61,6 +66,7 @@ export async function startDelayDnsServer(): Promise<DelayDnsServer> {
     socket.on("data", (chunk) => {
       for (const query of reader.push(new Uint8Array(chunk))) {
         queries++;
+        if (query.length >= 2) ids.push((query[0]! << 8) | query[1]!);
         const result = delayAnswer(query);
         if (result) {
           later(result.delayMs, () => {
@@ -76,6 +82,7 @@ export async function startDelayDnsServer(): Promise<DelayDnsServer> {
     get queries() {
       return queries;
     },
+    ids,
     async stop() {
       for (const timer of timers) clearTimeout(timer);
       for (const socket of sockets) socket.destroy();

@@ -4,12 +4,12 @@
 
 import { execFile } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { ensureTestCa } from "../tools/test-ca.ts";
 import { startProcess, untilReady, waitForDns, waitForTcp } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -99,30 +99,23 @@ export interface TestCertificates {
   names: string[];
 }
 
-/** Where test/tools/install-test-ca.sh keeps the system-trusted test CA. */
-export const SYSTEM_TEST_CA_DIR = process.env.DOH_EDGE_TEST_CA_DIR ?? "/var/lib/doh-edge-test-ca";
-
 /**
  * A server certificate for dns.test, localhost, 127.0.0.1 and ::1, signed by
- * a throwaway CA, or with `systemCa` by the test CA the system trusts (needed
- * where workerd verifies, since it reads only the system store).
+ * a throwaway CA, or with `workerdCa` by the test CA workerd trusts
+ * (test/tools/test-ca.ts), for servers that workerd reaches over TLS.
  */
 export async function createTestCertificates(
-  options: { systemCa?: boolean } = {},
+  options: { workerdCa?: boolean } = {},
 ): Promise<TestCertificates> {
   const dir = await mkdtemp(join(tmpdir(), "doh-edge-ca-"));
   const f = (name: string) => join(dir, name);
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   let caFile = f("ca.pem");
   let caKey = f("ca.key");
-  if (options.systemCa) {
-    caFile = join(SYSTEM_TEST_CA_DIR, "ca.pem");
-    caKey = join(SYSTEM_TEST_CA_DIR, "ca.key");
-    if (!existsSync(caFile) || !existsSync(caKey)) {
-      throw new Error(
-        `the system test CA is missing at ${SYSTEM_TEST_CA_DIR}: run test/tools/install-test-ca.sh as root (.ci/run does)`,
-      );
-    }
+  if (options.workerdCa) {
+    const caDir = ensureTestCa();
+    caFile = join(caDir, "ca.pem");
+    caKey = join(caDir, "ca.key");
   } else {
     await run("openssl", [
       "req",

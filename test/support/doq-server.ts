@@ -2,8 +2,10 @@
 // the same quiche driver as the relay's client: no Debian package serves DoQ.
 // Each stream's length-prefixed query goes to `answer` (or over UDP to
 // `backendPort`) and the framed answer is written back with the FIN. Counts
-// connections, records the message IDs it saw, and can drop every
-// connection. Loopback only.
+// connections, records the queries it saw, and can drop every connection.
+// Strict like quic-go's server (AdGuard dnsproxy): a query carrying an
+// edns-tcp-keepalive option closes the connection with DOQ_PROTOCOL_ERROR
+// (RFC 9250 §5.5.2). Loopback only.
 
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
@@ -13,8 +15,9 @@ import {
   loadQuiche,
   QuicheLink,
 } from "../../relay/src/transports/quiche-link.ts";
+import { EdnsOptionCode } from "../../shared/dns/edns-options.ts";
 import { createFrameReader, type FrameReader, frameMessage } from "../../shared/dns/framing.ts";
-import { readId, withId } from "../../shared/dns/wire.ts";
+import { readEdns, readId, withId } from "../../shared/dns/wire.ts";
 import { udpExchange } from "./processes.ts";
 
 export interface DoqServerOptions {
@@ -36,6 +39,8 @@ export interface DoqServer {
   readonly connectionsAccepted: number;
   /** Message IDs of the queries received, in order. */
   readonly ids: readonly number[];
+  /** The queries received, as they arrived, in order. */
+  readonly queries: readonly Uint8Array[];
   /** Application error codes of connections the clients closed, in order. */
   readonly clientCloses: readonly number[];
   /** Closes every open connection with DOQ_NO_ERROR, as a server going idle would. */
@@ -44,6 +49,14 @@ export interface DoqServer {
 }
 
 const hex = (id: Uint8Array) => Buffer.from(id).toString("hex");
+
+function hasKeepalive(query: Uint8Array): boolean {
+  try {
+    return readEdns(query)?.options.some((o) => o.code === EdnsOptionCode.TCP_KEEPALIVE) ?? false;
+  } catch {
+    return false;
+  }
+}
 
 export async function startDoqServer(options: DoqServerOptions): Promise<DoqServer> {
   const { backendPort } = options;
@@ -75,6 +88,7 @@ export async function startDoqServer(options: DoqServerOptions): Promise<DoqServ
   const local = { host: "127.0.0.1", port: socket.address().port };
   let accepted = 0;
   const ids: number[] = [];
+  const queries: Uint8Array[] = [];
   const clientCloses: number[] = [];
   /** Connections by every ID a client may address them with (its first pick, then ours). */
   const byId = new Map<string, QuicheLink>();
@@ -85,18 +99,23 @@ export async function startDoqServer(options: DoqServerOptions): Promise<DoqServ
   function accept(dcid: Uint8Array, from: { host: string; port: number }): QuicheLink {
     const scid = randomBytes(quiche.MAX_CONN_ID_LEN);
     const conn = quiche.Connection.accept(scid, null, local, from, config);
-    const queries = new Map<number, FrameReader>();
+    const streams = new Map<number, FrameReader>();
     const keys = [hex(dcid), hex(scid)];
     const link: QuicheLink = new QuicheLink(conn, local, quiche.MAX_DATAGRAM_SIZE, send, {
       onStreamData(streamId, data) {
         // A bare FIN after the query (or after we answered) carries nothing to read.
         if (data.length === 0) return;
-        const frames = queries.get(streamId) ?? createFrameReader();
-        queries.set(streamId, frames);
+        const frames = streams.get(streamId) ?? createFrameReader();
+        streams.set(streamId, frames);
         const [query] = frames.push(data);
         if (!query) return;
-        queries.delete(streamId);
+        streams.delete(streamId);
         ids.push(readId(query));
+        queries.push(query.slice());
+        if (hasKeepalive(query)) {
+          link.close(DOQ_ERROR.protocolError);
+          return;
+        }
         // A throwing `answer` resets the stream like a rejecting one.
         new Promise<Uint8Array>((resolve) => resolve(answer(query))).then(
           (reply) => {
@@ -114,7 +133,7 @@ export async function startDoqServer(options: DoqServerOptions): Promise<DoqServ
         );
       },
       onStreamReset(streamId) {
-        queries.delete(streamId);
+        streams.delete(streamId);
       },
       onClosed() {
         const peer = conn.peerError();
@@ -161,6 +180,7 @@ export async function startDoqServer(options: DoqServerOptions): Promise<DoqServ
       return accepted;
     },
     ids,
+    queries,
     clientCloses,
     closeConnections,
     async stop() {

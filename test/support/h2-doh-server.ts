@@ -1,6 +1,7 @@
 // An HTTP/2 DoH server (RFC 8484 POST and GET over TLS) for relay tests: it
 // forwards each query to a DNS backend over UDP and counts TLS connections
-// and requests, so tests can prove the relay reuses one session. Node only.
+// and requests, so tests can prove the relay reuses one session, and keeps
+// the queries as they arrived. Node only.
 
 import { readFile } from "node:fs/promises";
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
@@ -12,6 +13,8 @@ export interface H2DohServer {
   /** TLS connections accepted so far. */
   readonly connections: number;
   readonly requests: number;
+  /** The DNS queries received, in order. */
+  readonly queries: readonly Uint8Array[];
   /** Sends GOAWAY on every open session and closes it (a server restart, say). */
   closeSessions(): void;
   /** The next request's session is destroyed without an answer (a connection dying mid-query). */
@@ -27,6 +30,7 @@ export async function startH2DohServer(options: {
   let connections = 0;
   let requests = 0;
   let killNext = false;
+  const queries: Uint8Array[] = [];
   const sockets = new Set<TLSSocket>();
   const sessions = new Set<ServerHttp2Session>();
   const server: Http2SecureServer = createSecureServer({
@@ -64,6 +68,7 @@ export async function startH2DohServer(options: {
       stream.end();
       return;
     }
+    queries.push(query);
     const answer = await udpExchange(options.backendPort, query, 2000);
     if (stream.destroyed) return;
     if (!answer) {
@@ -83,6 +88,7 @@ export async function startH2DohServer(options: {
     get requests() {
       return requests;
     },
+    queries,
     killNextSession() {
       killNext = true;
     },

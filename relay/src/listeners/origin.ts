@@ -6,9 +6,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { ConfigError, type OriginListenerConfig } from "../../../shared/config/schema.ts";
+import { forUpstream, fromUpstream, padAnswerFor } from "../../../shared/dns/edns-options.ts";
 import { isQuery, MAX_MESSAGE_SIZE, readHeader } from "../../../shared/dns/wire.ts";
 import { DNS_MESSAGE } from "../../../shared/doh/doh-request.ts";
-import { toUpstreamError } from "../../../shared/engine/errors.ts";
+import { toUpstreamError, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
@@ -131,6 +132,17 @@ function upstreamName(url: string | undefined): string | undefined {
   }
 }
 
+/** The upstream's answer without its hop-by-hop options; a malformed OPT is the upstream's fault. */
+function answerFrom(upstream: string, answer: Uint8Array): Uint8Array {
+  try {
+    return fromUpstream(answer);
+  } catch (error) {
+    throw new UpstreamError("malformed_answer", upstream, `${upstream}: malformed OPT`, {
+      cause: error,
+    });
+  }
+}
+
 /** Why bytes are not a DNS query, or undefined when they are one. */
 function notAQuery(body: Uint8Array): string | undefined {
   if (!isQuery(body)) {
@@ -184,13 +196,20 @@ export async function startOriginListener(options: {
     res.once("close", () => client.abort(new Error("client went away")));
     const budget = AbortSignal.timeout(config.write_timeout);
     const started = performance.now();
+    // The worker → relay hop ends here: its OPT options go no further (edns-options.ts).
+    let query: Uint8Array;
     try {
-      const answer = await upstream.query(body, AbortSignal.any([client.signal, budget]));
+      query = forUpstream(body);
+    } catch {
+      return send(res, text(400, "not a DNS query: malformed OPT record"));
+    }
+    try {
+      const answer = await upstream.query(query, AbortSignal.any([client.signal, budget]));
       metrics.query("origin", rcodeName(answer), (performance.now() - started) / 1000);
       send(res, {
         status: 200,
         headers: { "content-type": DNS_MESSAGE, "cache-control": "no-store" },
-        body: answer,
+        body: padAnswerFor(body, answerFrom(upstream.name, answer)),
       });
     } catch (error) {
       if (client.signal.aborted) return;

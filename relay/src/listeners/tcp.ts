@@ -2,12 +2,14 @@
 // are read continuously and each answer is written as soon as it is ready
 // (out of order). A connection closes after idle_timeout with nothing in
 // flight, after max_queries_per_connection queries (once they are answered),
-// or on a zero-length frame. max_connections caps open connections.
+// or on a zero-length frame. max_connections caps open connections. DoT
+// answers are padded for clients whose queries are (RFC 8467).
 
 import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import type { StreamListenerConfig } from "../../../shared/config/schema.ts";
+import { padAnswerFor } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
@@ -27,6 +29,8 @@ export interface StreamListenerOptions {
 
 export async function startStreamListener(options: StreamListenerOptions): Promise<Listener> {
   const { config, handler, metrics, logger, protocol } = options;
+  // RFC 8467: DoT answers are padded for clients that pad; plain TCP never.
+  const encrypted = protocol === "dot";
   const sockets = new Set<Socket>();
   let stopped = false;
   const pending = createPending();
@@ -69,8 +73,9 @@ export async function startStreamListener(options: StreamListenerOptions): Promi
         handler
           .handle(query, { address: socket.remoteAddress ?? "", protocol, signal: client.signal })
           .then((answer) => {
-            if (answer && !socket.destroyed && socket.writable) socket.write(frameMessage(answer));
-            else if (!answer) metrics.dropped(protocol, "unanswerable");
+            if (answer && !socket.destroyed && socket.writable) {
+              socket.write(frameMessage(encrypted ? padAnswerFor(query, answer) : answer));
+            } else if (!answer) metrics.dropped(protocol, "unanswerable");
           })
           .catch((error) => logger.error(`${protocol} query failed`, { error }))
           .finally(() => {

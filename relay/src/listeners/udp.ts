@@ -11,7 +11,7 @@ import { createPending } from "./pending.ts";
 
 export interface Listener {
   readonly name: string;
-  /** Bound address, e.g. "127.0.0.1:5353". */
+  /** Bound address, e.g. "127.0.0.1:5053". */
   readonly address: string;
   readonly port: number;
   /** Stops accepting new queries; answers to queries in flight still go out. */

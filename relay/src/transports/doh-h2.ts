@@ -12,7 +12,11 @@ import {
   constants,
   type SecureClientSessionOptions,
 } from "node:http2";
+import { plainBytes } from "../../../shared/dns/bytes.ts";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
+import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
+import { unsendable } from "../../../shared/engine/upstream.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream } from "./pool-stats.ts";
 
@@ -157,7 +161,8 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
         if (options.method === "GET") {
           const sep = options.path.includes("?") ? "&" : "?";
           headers[HTTP2_HEADER_METHOD] = "GET";
-          headers[HTTP2_HEADER_PATH] = `${options.path}${sep}dns=${base64Url(message)}`;
+          // ID 0 so HTTP caches can share answers (RFC 8484 §4.1); the caller's goes back on the answer.
+          headers[HTTP2_HEADER_PATH] = `${options.path}${sep}dns=${base64Url(withId(message, 0))}`;
           stream = entry.session.request(headers, { endStream: true });
         } else {
           headers[HTTP2_HEADER_METHOD] = "POST";
@@ -228,8 +233,10 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
           settle(new UpstreamError("malformed_answer", name, `${name}: content-type ${type}`));
           return;
         }
-        const body = Buffer.concat(chunks);
-        settle(undefined, new Uint8Array(body.buffer, body.byteOffset, body.length));
+        // Fresh memory from concat, ours alone.
+        const answer = plainBytes(Buffer.concat(chunks));
+        if (options.method === "GET" && answer.length >= 12) setId(answer, readId(message));
+        settle(undefined, answer);
       });
       stream.on("error", (error) =>
         settle(new UpstreamError("read", name, undefined, { cause: error })),
@@ -249,14 +256,17 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
     },
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
-      if (signal.aborted) throw new UpstreamError("aborted", name);
+      if (signal.aborted) throw abortedBy(signal, name);
+      const bad = unsendable(message, name);
+      if (bad) throw bad;
+      const padded = padQuery(message);
       // A session that dies under a query (reset, GOAWAY) costs a retry on
       // a fresh session, up to maxRetries; other failures are final.
       for (let attempt = 0; ; attempt++) {
         const entry = pick();
         await entry.ready;
         try {
-          return await request(entry, message, signal);
+          return await request(entry, padded, signal);
         } catch (error) {
           const died = entry.session.destroyed || entry.session.closed || !sessions.includes(entry);
           const retry =

@@ -12,9 +12,11 @@
 import { randomBytes, X509Certificate } from "node:crypto";
 import { isIP, type LookupFunction } from "node:net";
 import { rootCertificates } from "node:tls";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, type FrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
+import { unsendable } from "../../../shared/engine/upstream.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 import {
   buildQuicheConfig,
@@ -417,12 +419,13 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
       if (signal.aborted) throw abortedBy(signal, name);
-      if (message.length < 12) throw new UpstreamError("bad_query", name);
+      const bad = unsendable(message, name);
+      if (bad) throw bad;
       if (inFlight >= options.maxInFlight) {
         throw new UpstreamError("busy", name, `${name}: ${inFlight} DoQ queries in flight`);
       }
       inFlight++;
-      const framed = frameMessage(message, 0);
+      const framed = frameMessage(padQuery(message), 0);
       try {
         for (let attempt = 0; ; attempt++) {
           const s = await connect(signal);
@@ -454,7 +457,7 @@ export function createDoqUpstream(options: DoqUpstreamOptions): PooledUpstream {
             drop(s, protocolError(), DOQ_ERROR.protocolError);
             throw new UpstreamError("id_mismatch", name, `${name}: DoQ answer with a non-zero ID`);
           }
-          // The answer is ours alone (a view of the stream's bytes): the caller's ID goes back in place.
+          // The answer is ours alone (a plain copy of the stream's bytes): the caller's ID goes back in place.
           setId(answer, readId(message));
           return answer;
         }

@@ -6,6 +6,7 @@
 // upstream and the test DoQ server.
 
 import type * as Native from "@matrixai/quic/dist/native/index.js";
+import { copyBytes } from "../../../shared/dns/bytes.ts";
 
 export type Quiche = typeof Native.quiche;
 export type QuicheConfig = Native.Config;
@@ -272,7 +273,7 @@ export class QuicheLink {
         if (result === null) break;
         const [length, fin] = result;
         delivered = true;
-        this.handlers.onStreamData(streamId, scratch.slice(0, length), fin);
+        this.handlers.onStreamData(streamId, copyBytes(scratch.subarray(0, length)), fin);
         if (fin) break;
       }
     }

@@ -15,9 +15,11 @@
 import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
+import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
+import { unsendable } from "../../../shared/engine/upstream.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 
@@ -257,7 +259,7 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
         conn.pending.delete(job.id);
         detach(job);
         settle(job);
-        // The frame is ours alone (a view of this chunk): the caller's ID goes back in place.
+        // The frame is ours alone (a plain view of this chunk): the caller's ID goes back in place.
         setId(answer, readId(job.message));
         // The caller checks the answer (question, format) and classifies a bad one.
         job.resolve(answer);
@@ -420,12 +422,11 @@ export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
     query(message, signal) {
       if (closed) return Promise.reject(new UpstreamError("closed", name));
       if (signal.aborted) return Promise.reject(abortedBy(signal, name));
-      if (message.length < 12 || message.length > 0xffff) {
-        return Promise.reject(new UpstreamError("bad_query", name));
-      }
+      const bad = unsendable(message, name);
+      if (bad) return Promise.reject(bad);
       const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
       const job: Job = {
-        message,
+        message: options.tls ? padQuery(message) : message,
         signal,
         resolve,
         reject,

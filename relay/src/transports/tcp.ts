@@ -57,7 +57,7 @@ export function tcpExchange(
     socket.on("data", (chunk) => {
       for (const answer of reader.push(chunk)) {
         if (answer.length >= 12 && readId(answer) === id) {
-          // Ours alone (a view of this chunk): the caller's ID goes back in place.
+          // Ours alone (a plain view of this chunk): the caller's ID goes back in place.
           setId(answer, clientId);
           finish(undefined, answer);
           return;

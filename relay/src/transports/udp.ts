@@ -8,9 +8,10 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";
+import { plainBytes } from "../../../shared/dns/bytes.ts";
 import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
-import type { Upstream } from "../../../shared/engine/upstream.ts";
+import { type Upstream, unsendable } from "../../../shared/engine/upstream.ts";
 import { type TcpUpstreamOptions, tcpExchange } from "./tcp.ts";
 
 export interface UdpUpstreamOptions extends TcpUpstreamOptions {
@@ -118,7 +119,8 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     // A connected socket only receives from the server; the ID picks the query.
     socket.on("message", (msg) => {
       if (msg.length < 12) return;
-      const answer = new Uint8Array(msg.buffer, msg.byteOffset, msg.length);
+      // Each datagram arrives in memory of its own.
+      const answer = plainBytes(msg);
       const id = readId(answer);
       const waiter = slot.pending.get(id);
       if (!waiter) return;
@@ -191,9 +193,8 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
     name,
     query(message, signal) {
       if (closed) return Promise.reject(new UpstreamError("closed", name));
-      if (message.length < 12 || message.length > 0xffff) {
-        return Promise.reject(new UpstreamError("bad_query", name));
-      }
+      const bad = unsendable(message, name);
+      if (bad) return Promise.reject(bad);
       return exchange(message, signal).then((answer) => {
         if ((answer[2]! & 0x02) !== 0) return tcpExchange(options, message, signal); // TC
         // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
