@@ -153,6 +153,19 @@ describe("race: a query's deadline when the request that set a timer has ended",
     expect(await secondQueryAfterFirstRequestEnds(false)).toBeUndefined();
   });
 
+  it("a self-contained query ends at its caller's abort and cancels its attempt", async () => {
+    const clock = createManualClock(0);
+    const hang = createFakeUpstream("hang", clock, { hang: true });
+    const race = createRace({ upstreams: [hang], clock, selfContainedQueries: true });
+    const controller = new AbortController();
+    const result = race.resolve(buildQuery("y.test", 1, { id: 3 }), controller.signal);
+    await runFor(clock, 50);
+    controller.abort();
+    expect(await result).toMatchObject({ ok: false, error: { code: "aborted" } });
+    expect(hang.signals[0]!.aborted).toBe(true);
+    expect(clock.pending()).toBe(0);
+  });
+
   it("self-contained queries clear their own timer and listener when they finish", async () => {
     const clock = createManualClock(0);
     const fast = createFakeUpstream("fast", clock, { rcode: Rcode.NOERROR, after: 10 });
