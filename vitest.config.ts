@@ -29,8 +29,11 @@ export default defineConfig({
         },
       },
       {
-        // The worker inside workerd, against real servers the global setup starts.
-        plugins: [cloudflareTest({ miniflare: workerdRuntime })],
+        // The worker inside workerd, against real servers the global setup
+        // starts; exports.default reaches it as separate requests (test/edge-worker/self-worker.ts).
+        plugins: [
+          cloudflareTest({ main: "./test/edge-worker/self-worker.ts", miniflare: workerdRuntime }),
+        ],
         test: {
           name: "edge-worker",
           include: ["test/edge-worker/**/*.test.ts"],

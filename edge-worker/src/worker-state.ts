@@ -2,7 +2,14 @@
 // distinct DOH_CONFIG value), and the resolver with its health and counters
 // lives as long as the isolate. Cloudflare runs many isolates, so health
 // seen by one is not seen by the others.
+//
+// Requests of an isolate share work (the block list load, identical queries
+// in flight), but a request's I/O and timers belong to it. So shared work is
+// kept alive with waitUntil by the request that starts it, every waiter waits
+// on its own timer and can go on alone, and each query has its own deadline
+// timer (see shared/engine/shared-work.ts).
 
+import { waitUntil } from "cloudflare:workers";
 import type { Hono } from "hono";
 import {
   ConfigError,
@@ -10,6 +17,7 @@ import {
   WORKER_MAX_CONNECTIONS,
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
+import { systemClock } from "../../shared/engine/clock.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
@@ -21,7 +29,12 @@ import { createEdgeCache, fingerprint } from "./edge-cache.ts";
 import type { Env } from "./env.ts";
 import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
-import { loadWorkerBlocklists } from "./worker-blocklists.ts";
+import { createListLoader, loadWorkerBlocklists } from "./worker-blocklists.ts";
+
+/** How long past its route's timeout a joined query still waits for the one it joined. */
+const JOIN_GRACE_MS = 1000;
+/** How often a joined query looks for the outcome of the one it joined. */
+const JOIN_POLL_MS = 10;
 
 export type WorkerState =
   | { ok: true; resolver: Resolver; app: Hono; warnings: string[] }
@@ -40,9 +53,9 @@ export function workerState(env: Env): WorkerState {
   } else {
     console.error(`doh-edge config error: ${state.message}`);
   }
-  const previous = cached;
+  // The previous resolver is dropped, not closed: its queries in flight
+  // belong to other requests, which this one must not touch.
   cached = { key, state };
-  if (previous?.state.ok) void previous.state.resolver.close();
   return state;
 }
 
@@ -69,12 +82,14 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
   }
   try {
     const { config, warnings } = parseWorkerConfig(input);
+    const longestTimeout = Math.max(...config.routes.map((route) => route.timeout));
     const cachedResolver = createCachedResolver(
       createResolver({
         upstreams: config.upstreams,
         routes: config.routes,
         transports: buildTransports(config, env),
         maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
+        selfContainedQueries: true,
         onAttemptError: (e) =>
           console.warn(
             `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
@@ -83,15 +98,24 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
       config.cache,
       Date.now,
       typeof caches === "undefined" ? undefined : createEdgeCache(caches.default, namespace),
+      {
+        keepAlive: waitUntil,
+        joinTimeoutMs: longestTimeout + JOIN_GRACE_MS,
+        joinPollMs: JOIN_POLL_MS,
+      },
     );
     const blocklist = createSuffixSet();
-    const listsLoaded =
-      config.blocklists.length === 0
-        ? Promise.resolve(0)
-        : loadWorkerBlocklists(config.blocklists, blocklist, {
-            cache: typeof caches === "undefined" ? undefined : caches.default,
-            onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
-          });
+    const lists = config.blocklists.some((list) => "url" in list)
+      ? createListLoader(
+          () =>
+            loadWorkerBlocklists(config.blocklists, blocklist, {
+              cache: typeof caches === "undefined" ? undefined : caches.default,
+              onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
+            }),
+          { keepAlive: waitUntil, clock: systemClock },
+        )
+      : undefined;
+    lists?.start(); // by the isolate's first request, whatever it asks
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
@@ -102,10 +126,19 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
     if (config.blocklists.some((list) => "path" in list)) {
       warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
     }
+    config.routes.forEach((route, i) => {
+      if (route.health_check) {
+        warnings.push(
+          `routes[${i}].health_check: the worker runs no active health checks (a timer cannot outlive its request); it learns health from queries`,
+        );
+      }
+    });
     const servfailLog = createLogThrottle(10_000);
     const app = createDohApp({
       resolve: async (query, { signal }) => {
-        await listsLoaded; // the first queries of an isolate wait for its lists
+        // While its isolate's lists load, a query waits at most LIST_WAIT_MS.
+        const listsReady = lists?.ready();
+        if (listsReady) await listsReady;
         const outcome = await resolver.resolve(query, signal);
         if (outcome.kind === "servfail") {
           const take = servfailLog.take();

@@ -50,6 +50,15 @@ export interface RaceOptions {
   hedgeDelayMs?: HedgeDelay;
   /** Hard cap on attempts in flight for one query, whatever else is set (default 8). */
   maxConcurrentAttempts?: number;
+  /**
+   * Each query keeps its own deadline timer and abort listener, and the route
+   * keeps no list of queries in flight (close() lets them run to their
+   * deadlines). For the worker, where a query's timers and I/O belong to its
+   * request: a timer set by one request never fires after it ends, and no
+   * request may touch another's I/O. Default false: one timer and one
+   * listener per shared signal serve every query of the route (the relay).
+   */
+  selfContainedQueries?: boolean;
 }
 
 export interface RaceConfig extends RaceOptions {
@@ -188,6 +197,7 @@ export function createRace(config: RaceConfig): Race {
       ? config.policy
       : createPolicy(config.policy ?? "sequential");
   const onAttemptError = config.onAttemptError;
+  const selfContained = config.selfContainedQueries ?? false;
   let closed = false;
 
   const failure = (error: UpstreamError, ede: Ede, attempts: number): RaceFailure => ({
@@ -229,9 +239,9 @@ export function createRace(config: RaceConfig): Race {
     };
   }
 
-  // Queries in progress, oldest first. With one timeout for every query
-  // their deadlines come in the same order, so one timer (for the oldest)
-  // serves them all; close() ends them all.
+  // Queries in progress, oldest first (unless selfContainedQueries); close()
+  // ends them all. With one timeout for every query their deadlines come in
+  // the same order, so one timer (for the oldest) serves them all.
   let oldest: QueryRun | undefined;
   let newest: QueryRun | undefined;
   let deadlineTimer: TimerHandle | undefined;
@@ -318,6 +328,9 @@ export function createRace(config: RaceConfig): Race {
     done = false;
     allowed: number;
     hedgeTimer: TimerHandle | undefined = undefined;
+    /** With selfContainedQueries: this query's own deadline timer and abort listener. */
+    deadlineTimer: TimerHandle | undefined = undefined;
+    abortListener: (() => void) | undefined = undefined;
     older: QueryRun | undefined = undefined;
     newer: QueryRun | undefined = undefined;
 
@@ -337,8 +350,19 @@ export function createRace(config: RaceConfig): Race {
       this.spray = spray;
       this.deadlineAt = now + timeoutMs;
       this.allowed = hedgeDelay === undefined ? limit : 1;
-      track(this);
-      if (signal) watch(signal);
+      if (selfContained) {
+        this.deadlineTimer = clock.setTimeout(() => {
+          this.deadlineTimer = undefined;
+          this.onDeadline();
+        }, timeoutMs);
+        if (signal) {
+          this.abortListener = () => this.onAbort();
+          signal.addEventListener("abort", this.abortListener, { once: true });
+        }
+      } else {
+        track(this);
+        if (signal) watch(signal);
+      }
       this.fill(now);
     }
 
@@ -370,9 +394,14 @@ export function createRace(config: RaceConfig): Race {
     finish(result: RaceResult) {
       if (this.done) return;
       this.done = true;
-      untrack(this);
       if (this.hedgeTimer !== undefined) clock.clearTimeout(this.hedgeTimer);
-      if (this.signal) unwatch(this.signal);
+      if (selfContained) {
+        if (this.deadlineTimer !== undefined) clock.clearTimeout(this.deadlineTimer);
+        if (this.abortListener) this.signal?.removeEventListener("abort", this.abortListener);
+      } else {
+        untrack(this);
+        if (this.signal) unwatch(this.signal);
+      }
       const live = this.live;
       this.live = [];
       for (const attempt of live) this.cancel(attempt);

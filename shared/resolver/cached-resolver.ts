@@ -5,10 +5,12 @@
 // UPDATE, EDNS version 1...) neither use the cache nor share a resolution;
 // a SERVFAIL falls back to a stale entry
 // when serve_stale is on. The shared resolution is cancelled only when every
-// asker has gone.
+// asker has gone, unless it is kept alive (the worker: see SharingOptions).
 
 import type { CacheConfig } from "../config/schema.ts";
 import type { Question } from "../dns/wire.ts";
+import { type Clock, systemClock } from "../engine/clock.ts";
+import { type KeepAlive, type Tracked, waitAtMost } from "../engine/shared-work.ts";
 import {
   type AnswerCache,
   adaptAnswer,
@@ -47,10 +49,38 @@ export interface SharedCache {
   put(key: string, entry: SharedEntry): Promise<void>;
 }
 
+/**
+ * How identical queries share one resolution when the runtime ties work to
+ * the request that started it (the worker). The relay passes none.
+ */
+export interface SharingOptions {
+  /**
+   * Keeps a shared resolution (and its shared-cache write) running past the
+   * request that started it. Such a resolution runs to its end, filling the
+   * cache, even when every asker has gone: no other request may cancel I/O
+   * its starter owns.
+   */
+  keepAlive?: KeepAlive;
+  /**
+   * How long after a shared resolution started a query that joined it waits
+   * for it; then it takes the resolution as lost and starts its own. Default:
+   * as long as it takes.
+   */
+  joinTimeoutMs?: number;
+  /**
+   * A query that joined another request's resolution looks for its outcome
+   * this often, on its own timer, instead of awaiting its promise (see
+   * shared/engine/shared-work.ts). Default: it awaits the promise.
+   */
+  joinPollMs?: number;
+  clock?: Clock;
+}
+
 interface Shared {
-  outcome: Promise<ResolveOutcome>;
+  outcome: Tracked<ResolveOutcome>;
   controller: AbortController;
   askers: number;
+  startedAt: number;
 }
 
 function adapt(outcome: ResolveOutcome, query: Uint8Array): ResolveOutcome {
@@ -62,7 +92,10 @@ export function createCachedResolver(
   config: CacheConfig,
   now: () => number = Date.now,
   sharedCache?: SharedCache,
+  sharing: SharingOptions = {},
 ): CachedResolver {
+  const { keepAlive, joinTimeoutMs, joinPollMs } = sharing;
+  const clock = sharing.clock ?? systemClock;
   const cache: AnswerCache = createAnswerCache(config, now);
   const inFlight = new Map<string, Shared>();
   let coalesced = 0;
@@ -70,52 +103,112 @@ export function createCachedResolver(
 
   function resolveShared(key: string, query: Uint8Array, question: Question | undefined): Shared {
     const controller = new AbortController();
+    let stored: Promise<void> | undefined;
+    const promise = resolver.resolve(query, controller.signal, question).then((outcome) => {
+      if (outcome.kind === "answer" || outcome.kind === "servfail") {
+        const kept = cache.put(key, query, outcome.answer);
+        const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
+        if (ms !== undefined) {
+          const t = now();
+          stored = sharedCache
+            ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
+            .catch(() => {});
+        }
+      }
+      // For joiners that poll; here rather than by track(): no extra reaction.
+      if (joinPollMs !== undefined) shared.outcome.settled = { ok: true, value: outcome };
+      return outcome;
+    });
     const shared: Shared = {
       controller,
       askers: 0,
-      outcome: resolver.resolve(query, controller.signal, question).then((outcome) => {
-        if (outcome.kind === "answer" || outcome.kind === "servfail") {
-          const stored = cache.put(key, query, outcome.answer);
-          const ms = stored && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
-          if (ms !== undefined) {
-            const t = now();
-            sharedCache
-              ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
-              .catch(() => {});
-          }
-        }
-        return outcome;
-      }),
+      startedAt: joinTimeoutMs === undefined ? 0 : clock.now(),
+      outcome: { promise, settled: undefined },
     };
     inFlight.set(key, shared);
-    void shared.outcome.finally(() => {
+    void shared.outcome.promise.finally(() => {
       if (inFlight.get(key) === shared) inFlight.delete(key);
     });
+    keepAlive?.(shared.outcome.promise.then(() => stored));
     return shared;
+  }
+
+  /** An asker stops waiting: the last one out cancels work nobody keeps alive. */
+  function leave(shared: Shared, reason: unknown) {
+    shared.askers--;
+    if (shared.askers === 0 && !keepAlive) shared.controller.abort(reason);
   }
 
   /** `shared`'s outcome for one asker; rejects when that asker's signal aborts first. */
   function join(shared: Shared, signal: AbortSignal | undefined): Promise<ResolveOutcome> {
     shared.askers++;
-    if (!signal) return shared.outcome;
+    if (!signal) return shared.outcome.promise;
     return new Promise((resolve, reject) => {
-      const leave = () => {
-        shared.askers--;
-        if (shared.askers === 0) shared.controller.abort(signal.reason);
+      const onAbort = () => {
+        leave(shared, signal.reason);
         reject(signal.reason);
       };
-      if (signal.aborted) return leave();
-      signal.addEventListener("abort", leave, { once: true });
-      shared.outcome.then(
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      shared.outcome.promise.then(
         (outcome) => {
-          signal.removeEventListener("abort", leave);
+          signal.removeEventListener("abort", onAbort);
           resolve(outcome);
         },
         (error) => {
-          signal.removeEventListener("abort", leave);
+          signal.removeEventListener("abort", onAbort);
           reject(error);
         },
       );
+    });
+  }
+
+  /**
+   * The same for an asker that joined another request's resolution: it looks
+   * for the outcome every joinPollMs on its own timers (when set), and gets
+   * undefined once `ms` have passed.
+   */
+  function joinAtMost(
+    shared: Shared,
+    signal: AbortSignal | undefined,
+    ms: number,
+  ): Promise<ResolveOutcome | undefined> {
+    shared.askers++;
+    return waitAtMost(shared.outcome, { clock, ms, signal, pollMs: joinPollMs }).then(
+      (waited) => {
+        if (waited.settled) return waited.value;
+        leave(shared, undefined);
+        return undefined;
+      },
+      (error: unknown) => {
+        leave(shared, error);
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * The outcome of the resolution of `key` in flight, joined, or of a new one.
+   * A query joining another request's resolution waits at most until
+   * joinTimeoutMs after that one started; past that, the resolution is taken
+   * as lost (its request ended and nothing kept it alive) and this query
+   * joins a fresher one or starts its own, which its own request keeps alive.
+   */
+  function coalesce(
+    key: string,
+    query: Uint8Array,
+    signal: AbortSignal | undefined,
+    question: Question | undefined,
+  ): Promise<ResolveOutcome> {
+    const found = inFlight.get(key);
+    if (!found) return join(resolveShared(key, query, question), signal);
+    coalesced++;
+    if (joinTimeoutMs === undefined) return join(found, signal);
+    const left = found.startedAt + joinTimeoutMs - clock.now();
+    return joinAtMost(found, signal, left).then((outcome) => {
+      if (outcome) return outcome;
+      if (inFlight.get(key) === found) inFlight.delete(key);
+      return coalesce(key, query, signal, question); // join a fresh one, or start it
     });
   }
 
@@ -139,12 +232,9 @@ export function createCachedResolver(
         return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
       }
     }
-    let shared = inFlight.get(key);
-    if (shared) coalesced++;
-    else shared = resolveShared(key, query, question);
     let outcome: ResolveOutcome;
     try {
-      outcome = await join(shared, signal);
+      outcome = await coalesce(key, query, signal, question);
     } catch (error) {
       // This asker gave up (shutdown, client gone): the resolver's answer to aborts.
       return resolver.resolve(query, AbortSignal.abort(error));

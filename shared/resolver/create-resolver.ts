@@ -31,6 +31,8 @@ export interface ResolverOptions {
   transports: ReadonlyMap<string, Upstream>;
   /** Cap on attempts in flight per query (the worker's platform limit). */
   maxConcurrentAttempts?: number;
+  /** False: each query arms its own deadline timer (the worker; see RaceOptions). */
+  selfContainedQueries?: boolean;
   clock?: Clock;
   random?: Random;
   fetch?: typeof fetch;
@@ -130,6 +132,9 @@ export function createResolver(options: ResolverOptions): Resolver {
       ...(route.hedge_delay !== undefined ? { hedgeDelayMs: route.hedge_delay } : {}),
       ...(options.maxConcurrentAttempts !== undefined
         ? { maxConcurrentAttempts: options.maxConcurrentAttempts }
+        : {}),
+      ...(options.selfContainedQueries !== undefined
+        ? { selfContainedQueries: options.selfContainedQueries }
         : {}),
       health,
       counters,

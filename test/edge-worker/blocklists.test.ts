@@ -3,10 +3,16 @@
 
 import { describe, expect, inject, it } from "vitest";
 import { handle } from "../../edge-worker/src/index.ts";
-import { loadWorkerBlocklists } from "../../edge-worker/src/worker-blocklists.ts";
+import {
+  createListLoader,
+  LIST_WAIT_MS,
+  LOAD_LOST_MS,
+  loadWorkerBlocklists,
+} from "../../edge-worker/src/worker-blocklists.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { EDE_OPTION_CODE, Rcode, readEdns, readRcode } from "../../shared/dns/wire.ts";
 import { encodeBase64Url } from "../../shared/doh/base64url.ts";
+import { createManualClock } from "../../shared/engine/manual-clock.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
 const doh = `http://127.0.0.1:${inject("dohPort")}`;
@@ -51,5 +57,47 @@ describe("worker block lists", () => {
     expect(fetches).toBe(1);
     expect(second.matches("x.blocked.example.test")).toBe(true);
     expect(second.size).toBe(first.size);
+  });
+});
+
+describe("worker block list loader (shared by the isolate's requests)", () => {
+  /** Lets queued promise callbacks run. */
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+  it("keeps the load alive, lets a query wait at most LIST_WAIT_MS, and restarts a lost load", async () => {
+    const clock = createManualClock(0);
+    const kept: Promise<unknown>[] = [];
+    const finishes: (() => void)[] = [];
+    const loader = createListLoader(() => new Promise<void>((resolve) => finishes.push(resolve)), {
+      keepAlive: (work) => kept.push(work),
+      clock,
+    });
+    loader.start(); // the isolate's first request, whatever it asks
+    expect(finishes).toHaveLength(1);
+    expect(kept).toHaveLength(1);
+    let waited = false;
+    void loader.ready()!.then(() => {
+      waited = true;
+    });
+    clock.advance(LIST_WAIT_MS - 1);
+    await settle();
+    expect(waited).toBe(false);
+    clock.advance(1);
+    await settle();
+    expect(waited).toBe(true); // gave up: this query goes on unfiltered
+    // The first load never settles (its request ended without it): after
+    // LOAD_LOST_MS the next query starts another, kept alive by its own request.
+    clock.advance(LOAD_LOST_MS - LIST_WAIT_MS - 1);
+    void loader.ready();
+    expect(finishes).toHaveLength(1);
+    clock.advance(1);
+    const ready = loader.ready()!;
+    expect(finishes).toHaveLength(2);
+    expect(kept).toHaveLength(2);
+    finishes[1]!();
+    await settle();
+    clock.advance(10); // the waiter looks on its own timer
+    await ready;
+    expect(loader.ready()).toBeUndefined(); // loaded: no wait, no timer
   });
 });

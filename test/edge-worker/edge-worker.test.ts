@@ -4,6 +4,7 @@
 import { describe, expect, inject, it } from "vitest";
 import { createSocketDotUpstream } from "../../edge-worker/src/dot-socket.ts";
 import { handle } from "../../edge-worker/src/index.ts";
+import { workerState } from "../../edge-worker/src/worker-state.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { EdeCode, Rcode, readEdns, readId, readRcode } from "../../shared/dns/wire.ts";
@@ -340,5 +341,16 @@ describe("the OPT record is hop-by-hop (issue 15.5)", () => {
     const plain = await askWith(config, []);
     expect(addresses(plain)).toEqual(["192.0.2.1"]);
     expect(codes(plain)).toEqual([]);
+  });
+});
+
+describe("edge worker config warnings", () => {
+  it("warns that a route's health_check does not run on the worker", () => {
+    const state = workerState({
+      DOH_CONFIG: oneRoute([upstream("a", A)], { health_check: { interval: "4s" } }),
+    });
+    expect(state.ok && state.warnings).toContainEqual(
+      expect.stringMatching(/^routes\[0\]\.health_check: the worker runs no active health checks/),
+    );
   });
 });

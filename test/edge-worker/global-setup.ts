@@ -2,7 +2,9 @@
 // instances serving the same zones with different data (so a test can see
 // which upstream answered), unbound in front of one of them (plain and DoT,
 // with a certificate from the test CA workerd trusts), and the suite's own
-// HTTP/1.1 DoH server in front of both, a DoQ server in front of unbound, and
+// HTTP/1.1 DoH server in front of both (and of a server that answers
+// "<ms>.<name>" after <ms> milliseconds, at /slow/dns-query), a DoQ server in
+// front of unbound, and
 // the relay itself (a child process) with only its origin endpoint, for `via`
 // upstreams.
 
@@ -12,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
+import { startDelayDnsServer } from "../support/delay-dns-server.ts";
 import {
   createTestCertificates,
   freePort,
@@ -107,7 +110,14 @@ export default async function setup(project: TestProject) {
       tls: certs,
     });
     started.push(unbound);
-    const doh = await startDohTestServer({ a: unbound.port, b: nsdB.port, origin: nsdB.port });
+    const slow = await startDelayDnsServer();
+    started.push(slow);
+    const doh = await startDohTestServer({
+      a: unbound.port,
+      b: nsdB.port,
+      origin: nsdB.port,
+      slow: slow.port,
+    });
     started.push(doh);
     project.provide("dohPort", doh.port);
     project.provide("unboundTlsPort", unbound.tlsPort!);
