@@ -201,17 +201,19 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     if (!worker || !slot.ready || !worker.isConnected()) return Promise.resolve(undefined);
     const id = nextId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        resolve(undefined);
-      }, SCRAPE_TIMEOUT_MS);
-      waiting.set(id, (reply) => {
+      const done = (reply: ScrapeReply | undefined) => {
         clearTimeout(timer);
         waiting.delete(id);
         resolve(reply);
-      });
+      };
+      const timer = setTimeout(() => done(undefined), SCRAPE_TIMEOUT_MS);
+      waiting.set(id, done);
       const request: ScrapeRequest = { type: "doh-relay:scrape", id };
-      worker.send(request);
+      // With a callback, a worker that died since isConnected() fails this send
+      // here; without one, Node emits it as an 'error' that ends the supervisor.
+      worker.send(request, (error: Error | null) => {
+        if (error) done(undefined);
+      });
     });
   };
   const scrapeAll = () => Promise.all(slots.map(scrape));

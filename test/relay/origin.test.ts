@@ -332,11 +332,16 @@ describe("origin endpoint refusals", () => {
   });
 });
 
-/** Resolves with how long `socket` stayed open (ms), or rejects after `ms`. */
+/**
+ * Resolves with how long `socket` stayed open (ms), or rejects after `ms`. It
+ * reads what arrives: a paused socket never sees the peer's FIN, so a server
+ * that closed after reading everything would look as if it had not.
+ */
 function openFor(socket: Socket, ms: number): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms);
+    socket.resume();
     socket.on("error", () => {});
     socket.on("close", () => {
       clearTimeout(timer);
