@@ -6,8 +6,8 @@ import { connect as socketConnect } from "cloudflare:sockets";
 import { padQuery } from "../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { readId } from "../../shared/dns/wire.ts";
-import { UpstreamError } from "../../shared/engine/errors.ts";
-import type { Upstream } from "../../shared/engine/upstream.ts";
+import { abortedBy, UpstreamError } from "../../shared/engine/errors.ts";
+import { type Upstream, unsendable } from "../../shared/engine/upstream.ts";
 
 export interface SocketDotOptions {
   name: string;
@@ -30,7 +30,9 @@ export function createSocketDotUpstream(options: SocketDotOptions): Upstream {
     name,
     async query(message, signal) {
       if (closed) throw new UpstreamError("closed", name);
-      signal.throwIfAborted();
+      const bad = unsendable(message, name);
+      if (bad) throw bad;
+      if (signal.aborted) throw abortedBy(signal, name);
       // starttls lets us name the expected server even when host is an IP.
       const plain = open(
         { hostname: options.host, port: options.port },
@@ -63,7 +65,7 @@ export function createSocketDotUpstream(options: SocketDotOptions): Upstream {
           }
         }
       } catch (error) {
-        if (signal.aborted) throw new UpstreamError("aborted", name, undefined, { cause: error });
+        if (signal.aborted) throw abortedBy(signal, name);
         if (error instanceof UpstreamError) throw error;
         const code = looksLikeTls(error) ? "tls" : phase;
         throw new UpstreamError(code, name, `${name}: ${describe(error)}`, { cause: error });

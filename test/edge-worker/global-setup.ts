@@ -10,8 +10,10 @@
 
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import { startDelayDnsServer } from "../support/delay-dns-server.ts";
@@ -21,6 +23,7 @@ import {
   type RunningServer,
   startNsd,
   startUnbound,
+  type TestCertificates,
 } from "../support/dns-servers.ts";
 import { startDohTestServer } from "../support/doh-test-server.ts";
 import { startDoqServer } from "../support/doq-server.ts";
@@ -97,6 +100,25 @@ mid 90 IN CNAME www`,
   };
 }
 
+/** TLS on a free loopback port, each connection piped to `backendPort`'s TCP side. */
+async function startTlsFront(certs: TestCertificates, backendPort: number): Promise<RunningServer> {
+  const [cert, key] = await Promise.all([
+    readFile(certs.certFile, "utf8"),
+    readFile(certs.keyFile, "utf8"),
+  ]);
+  const server = createTlsServer({ cert, key }, (client) => {
+    const backend = netConnect(backendPort, "127.0.0.1");
+    client.pipe(backend).pipe(client);
+    client.on("error", () => backend.destroy());
+    backend.on("error", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 export default async function setup(project: TestProject) {
   const started: RunningServer[] = [];
   try {
@@ -120,6 +142,10 @@ export default async function setup(project: TestProject) {
     });
     started.push(doh);
     project.provide("dohPort", doh.port);
+    // DoT in front of the delay server's TCP side, for the Upstream contract.
+    const delayTls = await startTlsFront(certs, slow.port);
+    started.push(delayTls);
+    project.provide("delayTlsPort", delayTls.port);
     project.provide("unboundTlsPort", unbound.tlsPort!);
     project.provide("closedPort", await freePort());
     // DoT with a certificate from a CA nothing trusts (a throwaway one).

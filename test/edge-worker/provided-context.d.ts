@@ -4,6 +4,8 @@ import "vitest";
 declare module "vitest" {
   export interface ProvidedContext {
     dohPort: number;
+    /** DoT (test CA, name dns.test) in front of a delay-style DNS server (test/support/delay-dns-server.ts). */
+    delayTlsPort: number;
     unboundTlsPort: number;
     closedPort: number;
     /** DoT whose certificate chains to a CA the system does not trust. */
