@@ -9,10 +9,11 @@
 // Every process is stopped and every temp dir removed, also on error.
 
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildRelay } from "../scripts/build-relay.ts";
 import {
   createTestCertificates,
   freePort,
@@ -25,6 +26,7 @@ import {
   untilReady,
   waitForDns,
 } from "../test/support/processes.ts";
+import { exampleConfigOnLoopback, idleRssKb, machineNode } from "../test/support/release-relay.ts";
 import { benchBlocklist, blocklistTable } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
@@ -41,6 +43,29 @@ import {
 import { benchWorker, workerTable } from "./worker.ts";
 import { benchWorkers, workersSection } from "./workers.ts";
 
+/** The relay's idle memory with the example config: the release build under the machine's Node, and the sources under ours. */
+async function relayFootprint(dir: string): Promise<string[]> {
+  const bundle = join(dir, "doh-relay.mjs");
+  await buildRelay(bundle);
+  const config = await exampleConfigOnLoopback(join(dir, "footprint.yaml"));
+  const node = machineNode();
+  const built = await idleRssKb(node.path, bundle, config);
+  const sources = await idleRssKb(process.execPath, join(ROOT, "relay/bin/doh-relay.mjs"), config);
+  const bundleKb = (await stat(bundle)).size / 1024;
+  process.stdout.write(`bench: relay idle RSS ${(built / 1024).toFixed(1)} MB (release build)\n`);
+  return [
+    "## Relay footprint",
+    "",
+    "Idle resident memory two seconds after start, with relay/relay.example.yaml (its upstreams moved to",
+    "loopback; nothing is sent).",
+    "",
+    "| relay | Node | RSS (MB) |",
+    "|---|---|---|",
+    `| release build (\`npm run build:relay\`, ${bundleKb.toFixed(0)} KB) | ${node.version} | ${(built / 1024).toFixed(1)} |`,
+    `| sources (relay/bin/doh-relay.mjs) | ${process.versions.node} | ${(sources / 1024).toFixed(1)} |`,
+  ];
+}
+
 const LEVELS = [1, 10, 50] as const;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const MAX_QPS = 200_000;
@@ -53,6 +78,7 @@ const DOT_MAX_IN_FLIGHT = 100;
 const RESULTS = fileURLToPath(new URL("./results.md", import.meta.url));
 const QPS_CHART = fileURLToPath(new URL("./qps.svg", import.meta.url));
 const LATENCY_CHART = fileURLToPath(new URL("./latency.svg", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 async function relayConnectionsOpened(relay: RelayServer): Promise<number> {
   return metricSum(
@@ -471,6 +497,8 @@ async function main(): Promise<number> {
       ];
     }
 
+    const footprintSection = await relayFootprint(dir);
+
     const doq = await benchDoq({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
     process.stdout.write(
       `bench: DoQ ${doq.map((row) => `${row.qps.toFixed(0)} q/s at ${row.concurrency}`).join(", ")}\n`,
@@ -561,7 +589,7 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [workersLines, doqSection, blocklistSection, workerSection],
+      sections: [footprintSection, workersLines, doqSection, blocklistSection, workerSection],
       notes,
     });
     await writeFile(RESULTS, report);

@@ -7,13 +7,12 @@
 // `npm run bench` includes it; `node bench/workers.ts` runs only this part
 // (BENCH_SECONDS sets each run's length).
 
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { buildRelay } from "../scripts/build-relay.ts";
 import { createTestCertificates, startNsd, startUnbound } from "../test/support/dns-servers.ts";
+import { machineNode } from "../test/support/release-relay.ts";
 import { dnsperf } from "./dnsperf.ts";
 import { treeCpuSeconds } from "./processes.ts";
 import { startRelayProcess } from "./servers.ts";
@@ -47,17 +46,10 @@ interface Variant {
   command?: { node: string; entry: string };
 }
 
-/** The first `node` on PATH outside node_modules (what a LAN host runs), if it differs from ours. */
-function machineNode(): { path: string; version: string } | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir.includes("node_modules") || !existsSync(join(dir, "node"))) continue;
-    const path = join(dir, "node");
-    const version = execFileSync(path, ["-p", "process.versions.node"], {
-      encoding: "utf8",
-    }).trim();
-    return version === process.versions.node ? undefined : { path, version };
-  }
-  return undefined;
+/** The machine's own `node` (what a LAN host runs), if it differs from ours. */
+function otherMachineNode(): { path: string; version: string } | undefined {
+  const node = machineNode();
+  return node.version === process.versions.node ? undefined : node;
 }
 
 async function variants(dir: string): Promise<Variant[]> {
@@ -66,7 +58,7 @@ async function variants(dir: string): Promise<Variant[]> {
     { title: `workers: 1 (${here})`, workers: 1 },
     { title: `workers: 2 (${here})`, workers: 2 },
   ];
-  const other = machineNode();
+  const other = otherMachineNode();
   if (other) {
     const entry = join(dir, "doh-relay.mjs");
     await buildRelay(entry);

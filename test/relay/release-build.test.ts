@@ -4,35 +4,26 @@
 // and says in one line when a quic:// upstream lacks its optional addon. The
 // systemd unit that runs it passes `systemd-analyze verify` where that exists.
 
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildRelay } from "../../scripts/build-relay.ts";
 import { freePort, type RunningServer, startNsd } from "../support/dns-servers.ts";
 import { startProcess, waitForDns } from "../support/processes.ts";
+import { exampleConfigOnLoopback, idleRssKb, machineNode } from "../support/release-relay.ts";
 import { ZONE } from "./relay-harness.ts";
 
 const run = promisify(execFile);
 const root = new URL("../../", import.meta.url).pathname;
 
-/** The first `node` on PATH outside node_modules: what a LAN host runs. */
-function machineNode(): string {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir.includes("node_modules")) continue;
-    const candidate = join(dir, "node");
-    if (existsSync(candidate)) return candidate;
-  }
-  return process.execPath;
-}
-
 let dir: string;
 let bundle: string;
 let nsd: RunningServer;
-const node = machineNode();
+const node = machineNode().path;
 
 beforeAll(async () => {
   // A folder with no node_modules above it.
@@ -52,12 +43,6 @@ async function writeConfig(name: string, text: string): Promise<string> {
   const path = join(dir, name);
   await writeFile(path, text);
   return path;
-}
-
-/** Idle RSS of a process in kB, from /proc. */
-async function rssKb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
 }
 
 describe("release build (dist/doh-relay.mjs)", () => {
@@ -90,21 +75,8 @@ describe("release build (dist/doh-relay.mjs)", () => {
       await relay.stop();
     }
 
-    // The example config as shipped, its upstreams moved to loopback (nothing is sent to them).
-    const example = (await readFile(join(root, "relay/relay.example.yaml"), "utf8"))
-      .replace(/https:\/\/[a-z.-]+\/dns-query/g, "https://127.0.0.1:9/dns-query")
-      .replace("udp://192.168.1.1", "udp://127.0.0.1:9")
-      .replaceAll("127.0.0.1:5053", `127.0.0.1:${await freePort()}`)
-      .replace("127.0.0.1:9153", `127.0.0.1:${await freePort()}`);
-    const exampleConfig = await writeConfig("example.yaml", example);
-    const child = spawn(node, [bundle, "--config", exampleConfig], { stdio: "ignore" });
-    try {
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      expect(child.exitCode).toBeNull();
-      expect(await rssKb(child.pid!)).toBeLessThanOrEqual(60 * 1024);
-    } finally {
-      child.kill("SIGTERM");
-    }
+    const example = await exampleConfigOnLoopback(join(dir, "example.yaml"));
+    expect(await idleRssKb(node, bundle, example)).toBeLessThanOrEqual(60 * 1024);
   }, 30_000);
 
   it("refuses a quic:// upstream without @matrixai/quic in one line", async () => {
