@@ -1,7 +1,8 @@
-// Block lists on the worker: each `{ url }` list is fetched once per isolate
-// and kept in the Cache API (caches.default) for an hour under a synthetic
-// key, so other isolates in the same location reuse it instead of fetching
-// again. A Worker cannot read files: `{ path }` lists are the relay's.
+// Block lists on the worker: each `{ url }` list, text or compiled, is
+// fetched once per isolate and kept in the Cache API (caches.default) for an
+// hour under a synthetic key, so other isolates in the same location reuse it
+// instead of fetching again. A Worker cannot read files: `{ path }` lists
+// are the relay's.
 //
 // The load is shared by every request of the isolate, so it follows the rule
 // for shared work (shared/engine/shared-work.ts): the request that starts it
@@ -18,8 +19,14 @@ import {
   track,
   waitAtMost,
 } from "../../shared/engine/shared-work.ts";
+import {
+  isCompiledList,
+  type NameMatcher,
+  openCompiledList,
+  unionMatchers,
+} from "../../shared/policy/compiled-list.ts";
 import { parseList } from "../../shared/policy/list-parse.ts";
-import type { SuffixSet } from "../../shared/policy/suffix-set.ts";
+import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
 const CACHE_SECONDS = 3600;
 
@@ -27,38 +34,55 @@ function cacheKey(url: string): string {
   return `https://doh-edge.blocklist.invalid/${encodeURIComponent(url)}`;
 }
 
-async function listText(url: string, fetchList: typeof fetch, cache: Cache | undefined) {
+async function listBytes(
+  url: string,
+  fetchList: typeof fetch,
+  cache: Cache | undefined,
+): Promise<Uint8Array> {
   const key = cacheKey(url);
   const hit = await cache?.match(key);
-  if (hit) return hit.text();
+  if (hit) return new Uint8Array(await hit.arrayBuffer());
   const response = await fetchList(url, { signal: AbortSignal.timeout(10_000) });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-  const text = await response.text();
+  const bytes = new Uint8Array(await response.arrayBuffer());
   await cache?.put(
     key,
-    new Response(text, { headers: { "cache-control": `max-age=${CACHE_SECONDS}` } }),
+    new Response(bytes, { headers: { "cache-control": `max-age=${CACHE_SECONDS}` } }),
   );
-  return text;
+  return bytes;
 }
 
-/** Adds every `url` list's names to `set`; resolves with how many names it holds. */
+/**
+ * Every `url` list as one matcher: text lists parsed into a suffix set,
+ * compiled lists (shared/policy/compiled-list.ts, told by their magic bytes)
+ * opened in place. A list that cannot be fetched, or a compiled list that is
+ * corrupt, is reported through onError and left out; the others still apply.
+ */
 export async function loadWorkerBlocklists(
   lists: readonly BlocklistConfig[],
-  set: SuffixSet,
   options: { fetch?: typeof fetch; cache?: Cache | undefined; onError?: (e: unknown) => void } = {},
-): Promise<number> {
+): Promise<NameMatcher> {
   const fetchList = options.fetch ?? fetch;
+  const text = createSuffixSet();
+  const compiled: NameMatcher[] = [];
   for (const list of lists) {
     if (!("url" in list)) continue;
     try {
-      for (const name of parseList(await listText(list.url, fetchList, options.cache)).names) {
-        set.add(name);
+      const bytes = await listBytes(list.url, fetchList, options.cache);
+      if (isCompiledList(bytes)) {
+        try {
+          compiled.push(openCompiledList(bytes));
+        } catch (error) {
+          throw new Error(`${list.url}: ${(error as Error).message}`);
+        }
+        continue;
       }
+      for (const name of parseList(new TextDecoder().decode(bytes)).names) text.add(name);
     } catch (error) {
       options.onError?.(error);
     }
   }
-  return set.size;
+  return unionMatchers([text, ...compiled]);
 }
 
 /** How long a query waits for its isolate's lists before answering unfiltered. */

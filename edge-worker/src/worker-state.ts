@@ -18,6 +18,7 @@ import {
 } from "../../shared/config/schema.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { systemClock } from "../../shared/engine/clock.ts";
+import type { NameMatcher } from "../../shared/policy/compiled-list.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
@@ -104,14 +105,22 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
         joinPollMs: JOIN_POLL_MS,
       },
     );
-    const blocklist = createSuffixSet();
+    // The policy asks whatever lists have loaded so far: none until the load ends.
+    let loaded: NameMatcher = createSuffixSet();
+    const blocklist: NameMatcher = {
+      matches: (name) => loaded.matches(name),
+      get size() {
+        return loaded.size;
+      },
+    };
     const lists = config.blocklists.some((list) => "url" in list)
       ? createListLoader(
-          () =>
-            loadWorkerBlocklists(config.blocklists, blocklist, {
+          async () => {
+            loaded = await loadWorkerBlocklists(config.blocklists, {
               cache: typeof caches === "undefined" ? undefined : caches.default,
               onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
-            }),
+            });
+          },
           { keepAlive: waitUntil, clock: systemClock },
         )
       : undefined;

@@ -13,7 +13,6 @@ import { buildQuery } from "../../shared/dns/query.ts";
 import { EDE_OPTION_CODE, Rcode, readEdns, readRcode } from "../../shared/dns/wire.ts";
 import { encodeBase64Url } from "../../shared/doh/base64url.ts";
 import { createManualClock } from "../../shared/engine/manual-clock.ts";
-import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
 const doh = `http://127.0.0.1:${inject("dohPort")}`;
 
@@ -50,13 +49,58 @@ describe("worker block lists", () => {
       fetches++;
       return fetch(input, init);
     };
-    const first = createSuffixSet();
-    const second = createSuffixSet();
-    await loadWorkerBlocklists([{ url }], first, { fetch: counting, cache: caches.default });
-    await loadWorkerBlocklists([{ url }], second, { fetch: counting, cache: caches.default });
+    const first = await loadWorkerBlocklists([{ url }], { fetch: counting, cache: caches.default });
+    const second = await loadWorkerBlocklists([{ url }], {
+      fetch: counting,
+      cache: caches.default,
+    });
     expect(fetches).toBe(1);
     expect(second.matches("x.blocked.example.test")).toBe(true);
     expect(second.size).toBe(first.size);
+  });
+
+  it("loads a compiled list by URL beside a text list (issue 16), from the Cache API the second time", async () => {
+    const config = {
+      upstreams: [{ name: "a", url: `${doh}/a/dns-query` }],
+      blocklists: [{ url: `${doh}/lists/hosts.txt` }, { url: `${doh}/lists/compiled-1.bin` }],
+    };
+    const blocked = await ask(config, "x.compiled-blocked.example.test.");
+    expect(readRcode(blocked)).toBe(Rcode.NXDOMAIN);
+    expect(readEdns(blocked)?.options.find((o) => o.code === EDE_OPTION_CODE)?.data[1]).toBe(15);
+    expect(readRcode(await ask(config, "blocked.example.test."))).toBe(Rcode.NXDOMAIN);
+    expect(readRcode(await ask(config, "www.example.test."))).toBe(Rcode.NOERROR);
+    let fetches = 0;
+    const counting: typeof fetch = (input, init) => {
+      fetches++;
+      return fetch(input, init);
+    };
+    const again = await loadWorkerBlocklists([{ url: `${doh}/lists/compiled-1.bin` }], {
+      fetch: counting,
+      cache: caches.default,
+    });
+    expect([fetches, again.size, again.matches("compiled-blocked.example.test")]).toEqual([
+      0,
+      1,
+      true,
+    ]);
+  });
+
+  it("leaves out a corrupt compiled list with one line naming it, and keeps serving with the others", async () => {
+    const errors: unknown[] = [];
+    const matcher = await loadWorkerBlocklists(
+      [{ url: `${doh}/lists/corrupt-1.bin` }, { url: `${doh}/lists/hosts.txt` }],
+      { onError: (error) => errors.push(error) },
+    );
+    expect(errors.map(String)).toEqual([
+      `Error: ${doh}/lists/corrupt-1.bin: compiled block list: checksum mismatch (the file is corrupt)`,
+    ]);
+    expect(matcher.matches("compiled-blocked.example.test")).toBe(false);
+    expect(matcher.matches("blocked.example.test")).toBe(true);
+    const config = {
+      upstreams: [{ name: "a", url: `${doh}/a/dns-query` }],
+      blocklists: [{ url: `${doh}/lists/corrupt-2.bin` }],
+    };
+    expect(readRcode(await ask(config, "www.example.test."))).toBe(Rcode.NOERROR);
   });
 });
 

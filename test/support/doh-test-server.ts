@@ -7,13 +7,15 @@
 //   /fault/hang            never answers
 //   /fault/servfail        a SERVFAIL answer with the query's ID
 //   /fault/wrong-id        an answer with another message ID
-//   /lists/<any>           a small hosts-format block list
+//   /lists/<any>           a small hosts-format block list; compiled*.bin and
+//                          corrupt*.bin: a compiled one, sound or corrupt
 //   /origin/<name>         a relay origin endpoint stand-in: forwards to backend "origin"
 // Every request is recorded (path, method, authorization) for assertions.
 
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { buildErrorResponse, Rcode, readId, withId } from "../../shared/dns/wire.ts";
 import { decodeBase64Url } from "../../shared/doh/base64url.ts";
+import { buildCompiledList } from "../../shared/policy/compiled-list.ts";
 import { udpExchange } from "./processes.ts";
 
 export interface RecordedRequest {
@@ -55,9 +57,19 @@ export async function startDohTestServer(backends: Record<string, number>): Prom
       res.end(bytes);
     };
     if (first === "lists") {
-      // A hosts-format block list for the worker's blocklists.url.
-      res.writeHead(200, { "content-type": "text/plain" });
-      res.end("# test list\n0.0.0.0 blocked.example.test\n0.0.0.0 listed.corp.test\n");
+      // Block lists for the worker's blocklists.url: hosts format, or
+      // compiled (/lists/compiled*.bin; /lists/corrupt*.bin has one bit flipped).
+      const compiled = second?.startsWith("compiled") || second?.startsWith("corrupt");
+      res.writeHead(200, {
+        "content-type": compiled ? "application/octet-stream" : "text/plain",
+      });
+      if (!compiled) {
+        res.end("# test list\n0.0.0.0 blocked.example.test\n0.0.0.0 listed.corp.test\n");
+        return;
+      }
+      const bytes = buildCompiledList(["compiled-blocked.example.test"]).bytes;
+      if (second?.startsWith("corrupt")) bytes[bytes.length - 1]! ^= 0x01;
+      res.end(bytes);
       return;
     }
     if (first === "fault") {
