@@ -10,6 +10,7 @@
 
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,14 +18,17 @@ import { promisify } from "node:util";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { WRANGLER_ENV } from "../scripts/stack.ts";
 import { buildQuery } from "../shared/dns/query.ts";
-import { readRcode } from "../shared/dns/wire.ts";
+import { Rcode, readRcode } from "../shared/dns/wire.ts";
+import { buildCompiledList } from "../shared/policy/compiled-list.ts";
 import { type RunningServer, startNsd } from "../test/support/dns-servers.ts";
 import { type DohTestServer, startDohTestServer } from "../test/support/doh-test-server.ts";
+import { listNames } from "../test/support/list-names.ts";
 import { cpuSeconds } from "./processes.ts";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1500);
+const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
 
 const ZONE = `$ORIGIN bench.test.
 $TTL 300
@@ -48,6 +52,49 @@ export interface WorkerBench {
   rows: WorkerCpuRow[];
   /** First DNS answer of a fresh workerd, ms after it is ready (median of runs). */
   coldFirstQueryMs: number;
+  /** The same with a compiled block list by URL (the first query asks a listed name). */
+  coldWithList: ColdListRow[];
+}
+
+export interface ColdListRow {
+  names: number;
+  fileMb: number;
+  firstQueryMs: number;
+  /** workerd's resident memory after that first answer, over the list-less cold worker's. */
+  memoryGrowthMb: number;
+}
+
+/** Resident memory of a process, MB. */
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
+}
+
+/** Serves `bytes` at any path on a free loopback port. */
+async function serveBytes(bytes: Uint8Array): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    res.end(bytes);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/list.bin`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A fresh workerd's first answer (ms) and its memory then (MB). */
+async function coldStart(script: string, config: unknown, name: string) {
+  const fresh = startWorker(script, config);
+  try {
+    const url = await fresh.ready;
+    const t0 = performance.now();
+    const rcode = await dnsPost(url, name);
+    const ms = performance.now() - t0;
+    return { ms, rcode, rss: await rssMb(await workerdPid()) };
+  } finally {
+    await fresh.dispose();
+  }
 }
 
 /** workerd's pid: the child of this process that Miniflare started. */
@@ -163,17 +210,35 @@ export async function benchWorker(): Promise<WorkerBench> {
         overBaselineMs: m.cpuMs - baseline,
       }));
       await worker.dispose();
-      const cold: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const fresh = startWorker(built.script, config);
-        const freshUrl = await fresh.ready;
-        const t0 = performance.now();
-        await dnsPost(freshUrl, `cold${i}.bench.test`);
-        cold.push(performance.now() - t0);
-        await fresh.dispose();
+      const cold: { ms: number; rss: number }[] = [];
+      for (let i = 0; i < 3; i++)
+        cold.push(await coldStart(built.script, config, `cold${i}.bench.test`));
+      cold.sort((x, y) => x.ms - y.ms);
+      const coldBaseline = cold[1]!;
+      const coldWithList: ColdListRow[] = [];
+      for (const count of LIST_SIZES) {
+        const names = listNames(count, 16);
+        const { bytes } = buildCompiledList(names);
+        const list = await serveBytes(bytes);
+        try {
+          const run = await coldStart(
+            built.script,
+            { ...config, blocklists: [{ url: list.url }] },
+            names[0]!,
+          );
+          if (run.rcode !== Rcode.NXDOMAIN)
+            throw new Error("bench:worker: the compiled list was not applied");
+          coldWithList.push({
+            names: count,
+            fileMb: bytes.length / 2 ** 20,
+            firstQueryMs: run.ms,
+            memoryGrowthMb: run.rss - coldBaseline.rss,
+          });
+        } finally {
+          await list.close();
+        }
       }
-      cold.sort((x, y) => x - y);
-      return { bundleKiB: built.kib, rows, coldFirstQueryMs: cold[1]! };
+      return { bundleKiB: built.kib, rows, coldFirstQueryMs: coldBaseline.ms, coldWithList };
     } finally {
       await worker.dispose().catch(() => {});
     }
@@ -192,6 +257,17 @@ export function workerTable(bench: WorkerBench): string[] {
     ...bench.rows.map(
       (r) =>
         `| ${r.kind} | ${r.requests} | ${r.cpuMs.toFixed(3)} | ${r.kind === "/healthz" ? "—" : r.overBaselineMs.toFixed(3)} |`,
+    ),
+    "",
+    "A cold isolate with a compiled block list by URL (served from loopback), its first query for a",
+    "listed name (so it waits for the list): the answer's time, and workerd's memory over the cold",
+    "isolate without a list.",
+    "",
+    "| names | file (MB) | first answer (ms) | workerd memory growth (MB) |",
+    "|---|---|---|---|",
+    ...bench.coldWithList.map(
+      (r) =>
+        `| ${r.names.toLocaleString("en-US")} | ${r.fileMb.toFixed(1)} | ${r.firstQueryMs.toFixed(0)} | ${r.memoryGrowthMb.toFixed(1)} |`,
     ),
   ];
 }
