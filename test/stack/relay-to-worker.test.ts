@@ -2,7 +2,7 @@
 // `wrangler dev` (workerd) → DoH server → real nsd. It also proves the deploy
 // bundle builds (`wrangler deploy --dry-run`).
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
 import { WRANGLER_ENV } from "../../scripts/stack.ts";
 import { portOf, startTestRelay, ZONE } from "../relay/relay-harness.ts";
-import { freePort, type RunningServer, startNsd } from "../support/dns-servers.ts";
+import { type RunningServer, startNsd } from "../support/dns-servers.ts";
 import { type DohTestServer, startDohTestServer } from "../support/doh-test-server.ts";
+import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev.ts";
 
 const run = promisify(execFile);
 const root = new URL("../../", import.meta.url).pathname;
@@ -20,7 +21,7 @@ const root = new URL("../../", import.meta.url).pathname;
 let outdir: string;
 let nsd: RunningServer;
 let doh: DohTestServer;
-let wrangler: ChildProcess | undefined;
+let wrangler: WranglerDev | undefined;
 let workerUrl: URL;
 let relay: Relay;
 
@@ -39,42 +40,13 @@ beforeAll(async () => {
   );
   nsd = await startNsd({ zones: { "relay.test.": ZONE } });
   doh = await startDohTestServer({ a: nsd.port });
-  const port = await freePort();
   const config = {
     upstreams: [{ name: "origin", url: `http://127.0.0.1:${doh.port}/a/dns-query` }],
     routes: [{ zones: ["."], upstreams: ["origin"], timeout: "2s" }],
   };
   // What users run: wrangler dev with the config given as a --var.
-  wrangler = spawn(
-    process.execPath,
-    [
-      join(root, "node_modules/wrangler/bin/wrangler.js"),
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--var",
-      `DOH_CONFIG:${JSON.stringify(config)}`,
-      "--show-interactive-dev-session=false",
-    ],
-    { cwd: root, env: { ...process.env, ...WRANGLER_ENV, CI: "true" } },
-  );
-  let output = "";
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev not ready:\n${output}`)), 45_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      if (output.includes("Ready on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    wrangler?.stdout?.on("data", onData);
-    wrangler?.stderr?.on("data", onData);
-    wrangler?.once("exit", (code) => reject(new Error(`wrangler dev exited ${code}:\n${output}`)));
-  });
-  workerUrl = new URL(`http://127.0.0.1:${port}/`);
+  wrangler = await startWranglerDev({ DOH_CONFIG: JSON.stringify(config) }, 45_000);
+  workerUrl = wrangler.url;
   relay = await startTestRelay({
     listen: { udp: "127.0.0.1:5353", tcp: "127.0.0.1:5353" },
     upstreams: [{ name: "edge", url: new URL("/dns-query", workerUrl).href }],
@@ -83,11 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await relay?.shutdown(1000);
-  if (wrangler && wrangler.exitCode === null) {
-    const exited = new Promise((resolve) => wrangler?.once("exit", resolve));
-    wrangler.kill("SIGTERM");
-    await exited;
-  }
+  await wrangler?.stop();
   await doh?.stop();
   await nsd?.stop();
   await rm(outdir, { recursive: true, force: true });

@@ -7,11 +7,9 @@
 // belong to one hop (cookie, keepalive, padding) are not compared.
 // Used by test/stack/differential.test.ts (bounded) and bench/differential.ts.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { connect as http2Connect } from "node:http2";
 import { connect as netConnect, type Socket } from "node:net";
-import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { Relay } from "../../relay/src/relay.ts";
 import {
@@ -26,7 +24,6 @@ import { encodeBase64Url } from "../../shared/doh/base64url.ts";
 import { portOf, startTestRelay } from "../relay/relay-harness.ts";
 import {
   createTestCertificates,
-  freePort,
   type RunningServer,
   type RunningUnbound,
   startNsd,
@@ -34,6 +31,7 @@ import {
   type TestCertificates,
 } from "./dns-servers.ts";
 import { udpExchange } from "./processes.ts";
+import { startWranglerDev, type WranglerDev } from "./wrangler-dev.ts";
 
 export const DIFF_ZONE_TTL = 300;
 
@@ -386,60 +384,6 @@ export interface DifferentialStack {
   stop(): Promise<void>;
 }
 
-const root = new URL("../../", import.meta.url).pathname;
-
-async function startWrangler(vars: Record<string, string>): Promise<{
-  url: URL;
-  stop(): Promise<void>;
-}> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      join(root, "node_modules/wrangler/bin/wrangler.js"),
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
-      "--show-interactive-dev-session=false",
-    ],
-    {
-      cwd: root,
-      env: {
-        ...process.env,
-        WRANGLER_SEND_METRICS: "false",
-        CLOUDFLARE_CF_FETCH_ENABLED: "false",
-        CI: "true",
-      },
-    },
-  );
-  let output = "";
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev not ready:\n${output}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      if (output.includes("Ready on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`wrangler dev exited ${code}:\n${output}`)));
-  });
-  return {
-    url: new URL(`http://127.0.0.1:${port}/`),
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
-
 export async function startDifferentialStack(options: {
   worker: boolean;
   timeoutMs?: number;
@@ -449,7 +393,7 @@ export async function startDifferentialStack(options: {
   let unbound: RunningUnbound | undefined;
   let certs: TestCertificates | undefined;
   let relay: Relay | undefined;
-  let worker: Awaited<ReturnType<typeof startWrangler>> | undefined;
+  let worker: WranglerDev | undefined;
   const stop = async () => {
     await worker?.stop();
     await relay?.shutdown(1000);
@@ -489,7 +433,7 @@ export async function startDifferentialStack(options: {
         upstreams: [{ name: "dot", url: `tls://127.0.0.1:${unbound.tlsPort}`, via: "lan" }],
         routes: [{ zones: ["."], upstreams: ["dot"], timeout: "3s" }],
       };
-      worker = await startWrangler({ DOH_CONFIG: JSON.stringify(config), RELAY_TOKEN: token });
+      worker = await startWranglerDev({ DOH_CONFIG: JSON.stringify(config), RELAY_TOKEN: token });
     }
   } catch (error) {
     await stop();

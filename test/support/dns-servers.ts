@@ -9,7 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ensureTestCa } from "../tools/test-ca.ts";
+import { createCa, ensureTestCa } from "../tools/test-ca.ts";
 import { startProcess, untilReady, waitForDns, waitForTcp } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -117,19 +117,7 @@ export async function createTestCertificates(
     caFile = join(caDir, "ca.pem");
     caKey = join(caDir, "ca.key");
   } else {
-    await run("openssl", [
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      caKey,
-      "-out",
-      caFile,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=doh-edge throwaway test CA",
-    ]);
+    createCa(caKey, caFile, "doh-edge throwaway test CA", 2);
   }
   await run("openssl", [
     "req",

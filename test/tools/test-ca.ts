@@ -14,6 +14,31 @@ const DEFAULT_DIR = fileURLToPath(
   new URL("../../node_modules/.cache/doh-edge-test-ca", import.meta.url),
 );
 
+/** A self-signed P-256 CA: its key and certificate written to `key` and `pem`. */
+export function createCa(key: string, pem: string, name: string, days: number): void {
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      pem,
+      "-days",
+      String(days),
+      "-subj",
+      `/CN=${name}`,
+    ],
+    { stdio: "ignore" },
+  );
+}
+
 /** Where the CA's `ca.pem` and `ca.key` are; created on first use. Sets the environment. */
 export function ensureTestCa(): string {
   const dir = process.env.DOH_EDGE_TEST_CA_DIR ?? DEFAULT_DIR;
@@ -21,27 +46,7 @@ export function ensureTestCa(): string {
   const key = join(dir, "ca.key");
   if (!existsSync(pem) || !existsSync(key)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        pem,
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=doh-edge test CA",
-      ],
-      { stdio: "ignore" },
-    );
+    createCa(key, pem, "doh-edge test CA", 3650);
   }
   process.env.DOH_EDGE_TEST_CA_DIR = dir;
   process.env.NODE_EXTRA_CA_CERTS = pem;
