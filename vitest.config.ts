@@ -32,7 +32,14 @@ export default defineConfig({
         // The worker inside workerd, against real servers the global setup
         // starts; exports.default reaches it as separate requests (test/edge-worker/self-worker.ts).
         plugins: [
-          cloudflareTest({ main: "./test/edge-worker/self-worker.ts", miniflare: workerdRuntime }),
+          cloudflareTest({
+            main: "./test/edge-worker/self-worker.ts",
+            miniflare: {
+              ...workerdRuntime,
+              // Block lists given as { asset } (test/fixtures/worker-assets/README.md).
+              assets: { directory: "./test/fixtures/worker-assets", binding: "ASSETS" },
+            },
+          }),
         ],
         test: {
           name: "edge-worker",

@@ -27,6 +27,7 @@ import {
 } from "../../shared/policy/compiled-list.ts";
 import { parseList } from "../../shared/policy/list-parse.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
+import type { AssetsBinding } from "./env.ts";
 
 const CACHE_SECONDS = 3600;
 
@@ -52,28 +53,47 @@ async function listBytes(
   return bytes;
 }
 
+/** A static asset's bytes: it ships with the deploy, so no Cache API copy. */
+async function assetBytes(path: string, assets: AssetsBinding | undefined): Promise<Uint8Array> {
+  if (!assets) {
+    throw new Error(`asset ${path}: no ASSETS binding (add [assets] to wrangler.toml, README)`);
+  }
+  const response = await assets.fetch(new Request(new URL(path, "https://assets.invalid")));
+  if (!response.ok) throw new Error(`asset ${path}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 /**
- * Every `url` list as one matcher: text lists parsed into a suffix set,
+ * Every `url` and `asset` list as one matcher: text lists parsed into a suffix set,
  * compiled lists (shared/policy/compiled-list.ts, told by their magic bytes)
  * opened in place. A list that cannot be fetched, or a compiled list that is
  * corrupt, is reported through onError and left out; the others still apply.
  */
 export async function loadWorkerBlocklists(
   lists: readonly BlocklistConfig[],
-  options: { fetch?: typeof fetch; cache?: Cache | undefined; onError?: (e: unknown) => void } = {},
+  options: {
+    fetch?: typeof fetch;
+    cache?: Cache | undefined;
+    assets?: AssetsBinding | undefined;
+    onError?: (e: unknown) => void;
+  } = {},
 ): Promise<NameMatcher> {
   const fetchList = options.fetch ?? fetch;
   const text = createSuffixSet();
   const compiled: NameMatcher[] = [];
   for (const list of lists) {
-    if (!("url" in list)) continue;
+    if ("path" in list) continue;
+    const source = "url" in list ? list.url : `asset ${list.asset}`;
     try {
-      const bytes = await listBytes(list.url, fetchList, options.cache);
+      const bytes =
+        "url" in list
+          ? await listBytes(list.url, fetchList, options.cache)
+          : await assetBytes(list.asset, options.assets);
       if (isCompiledList(bytes)) {
         try {
           compiled.push(openCompiledList(bytes));
         } catch (error) {
-          throw new Error(`${list.url}: ${(error as Error).message}`);
+          throw new Error(`${source}: ${(error as Error).message}`);
         }
         continue;
       }

@@ -113,11 +113,12 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
         return loaded.size;
       },
     };
-    const lists = config.blocklists.some((list) => "url" in list)
+    const lists = config.blocklists.some((list) => !("path" in list))
       ? createListLoader(
           async () => {
             loaded = await loadWorkerBlocklists(config.blocklists, {
               cache: typeof caches === "undefined" ? undefined : caches.default,
+              assets: env.ASSETS,
               onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
             });
           },

@@ -36,6 +36,7 @@ export async function loadBlocklists(
     let bytes: Uint8Array;
     try {
       if ("path" in list) bytes = await readFile(list.path);
+      else if ("asset" in list) continue; // refused by the relay's config already
       else {
         const response = await fetchList(list.url, { signal: AbortSignal.timeout(15_000) });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);

@@ -245,8 +245,11 @@ export type RuleConfig =
   | { match: RuleMatch; action: "rewrite"; rewrite_domain?: string; rewrite_type?: number }
   | { match: RuleMatch; action: "forward"; route: string };
 
-/** A domain-list or hosts-format list: a file (relay only) or an http(s) URL. */
-export type BlocklistConfig = { path: string } | { url: string };
+/**
+ * A block list, text or compiled: a file (relay only), an http(s) URL, or a
+ * path among the worker's static assets (worker only, its ASSETS binding).
+ */
+export type BlocklistConfig = { path: string } | { url: string } | { asset: string };
 
 export interface LogConfig {
   level: "debug" | "info" | "warn" | "error";
@@ -656,6 +659,7 @@ const RULE_KEYS = {
 const blocklistShape = {
   path: nonEmpty.optional(),
   url: parsedString((text) => httpUrl(text).href, "an http(s) URL").optional(),
+  asset: z.string().startsWith("/", 'must start with "/"').optional(),
 };
 
 const logShape = { level: z.enum(["debug", "info", "warn", "error"]).default("info") };
@@ -1375,15 +1379,27 @@ function finalizeCommon(raw: RawCommon, check: Checker, relayNames: ReadonlySet<
   const blocklists: BlocklistConfig[] = [];
   raw.blocklists.forEach((list, i) => {
     const at = ["blocklists", i];
-    if ((list.path === undefined) === (list.url === undefined)) {
-      check.error(at, "needs either path or url");
+    const given = [list.path, list.url, list.asset].filter((v) => v !== undefined).length;
+    if (given !== 1) {
+      check.error(at, "needs one of path, url or asset");
     } else if (list.path !== undefined) {
       if (check.runtime === "worker") {
-        check.error([...at, "path"], "the edge worker reads no files; give the list as a url");
+        check.error(
+          [...at, "path"],
+          "the edge worker reads no files; give the list as a url or a static asset",
+        );
       }
       blocklists.push({ path: list.path });
     } else if (list.url !== undefined) {
       blocklists.push({ url: list.url });
+    } else if (list.asset !== undefined) {
+      if (check.runtime === "relay") {
+        check.error(
+          [...at, "asset"],
+          "a static asset is the worker's (its ASSETS binding); on the relay give the file as path",
+        );
+      }
+      blocklists.push({ asset: list.asset });
     }
   });
   return {

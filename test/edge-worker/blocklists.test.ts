@@ -1,7 +1,9 @@
 // Block lists on the worker, inside workerd: fetched from a URL once, kept in
 // the Cache API, applied with the allowlist, through the worker's DoH surface.
 
+import { env } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
+import type { AssetsBinding } from "../../edge-worker/src/env.ts";
 import { handle } from "../../edge-worker/src/index.ts";
 import {
   createListLoader,
@@ -15,13 +17,16 @@ import { encodeBase64Url } from "../../shared/doh/base64url.ts";
 import { createManualClock } from "../../shared/engine/manual-clock.ts";
 
 const doh = `http://127.0.0.1:${inject("dohPort")}`;
+/** The static assets of the test worker (vitest.config.ts: test/fixtures/worker-assets). */
+const assets = (env as { ASSETS?: AssetsBinding }).ASSETS;
 
-async function ask(config: unknown, name: string) {
+async function ask(config: unknown, name: string, bindings: Record<string, unknown> = {}) {
   const query = buildQuery(name, 1, { id: 99, ednsUdpSize: 1232 });
   const response = await handle(
     new Request(`https://edge.test/dns-query?dns=${encodeBase64Url(query)}`),
     {
       DOH_CONFIG: config,
+      ...bindings,
     },
   );
   return new Uint8Array(await response.arrayBuffer());
@@ -83,6 +88,31 @@ describe("worker block lists", () => {
       1,
       true,
     ]);
+  });
+
+  it("loads a compiled list from the worker's static assets (the ASSETS binding)", async () => {
+    const config = {
+      upstreams: [{ name: "a", url: `${doh}/a/dns-query` }],
+      blocklists: [{ asset: "/lists/blocked.bin" }],
+    };
+    const blocked = await ask(config, "x.asset-blocked.example.test.", { ASSETS: assets });
+    expect(readRcode(blocked)).toBe(Rcode.NXDOMAIN);
+    expect(readEdns(blocked)?.options.find((o) => o.code === EDE_OPTION_CODE)?.data[1]).toBe(15);
+    expect(readRcode(await ask(config, "www.example.test.", { ASSETS: assets }))).toBe(
+      Rcode.NOERROR,
+    );
+    const errors: unknown[] = [];
+    const missing = await loadWorkerBlocklists(
+      [{ asset: "/lists/missing.bin" }, { asset: "/lists/blocked.bin" }],
+      { assets, onError: (error) => errors.push(error) },
+    );
+    expect(errors.map(String)).toEqual(["Error: asset /lists/missing.bin: HTTP 404"]);
+    expect(missing.matches("asset-blocked.example.test")).toBe(true);
+    const unbound: unknown[] = [];
+    await loadWorkerBlocklists([{ asset: "/lists/blocked.bin" }], {
+      onError: (error) => unbound.push(error),
+    });
+    expect(String(unbound[0])).toMatch(/asset \/lists\/blocked\.bin: no ASSETS binding/);
   });
 
   it("leaves out a corrupt compiled list with one line naming it, and keeps serving with the others", async () => {

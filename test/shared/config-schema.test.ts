@@ -711,7 +711,9 @@ describe("the edge worker", () => {
         upstreams: [{ name: "a", url: "https://x.example" }],
         blocklists: [{ path: "/etc/block.txt" }],
       }),
-    ).toBe("blocklists[0].path: the edge worker reads no files; give the list as a url");
+    ).toBe(
+      "blocklists[0].path: the edge worker reads no files; give the list as a url or a static asset",
+    );
   });
 
   it("parses the SPEC example's shared sections with a relay for the non-DoH upstreams", () => {
@@ -806,7 +808,7 @@ describe("rules, cache, blocklists", () => {
     );
   });
 
-  it("takes a blocklist as a path or a url, not both", () => {
+  it("takes a blocklist as one of a path, a url or (worker) a static asset", () => {
     const { config } = parseRelayConfig({
       ...one,
       blocklists: [{ path: "/etc/block.txt" }, { url: "https://lists.example/hosts" }],
@@ -816,8 +818,19 @@ describe("rules, cache, blocklists", () => {
       { url: "https://lists.example/hosts" },
     ]);
     expect(relayError({ ...one, blocklists: [{}] })).toBe(
-      "blocklists[0]: needs either path or url",
+      "blocklists[0]: needs one of path, url or asset",
     );
+    expect(relayError({ ...one, blocklists: [{ path: "/a", url: "https://b.example/" }] })).toBe(
+      "blocklists[0]: needs one of path, url or asset",
+    );
+    expect(relayError({ ...one, blocklists: [{ asset: "/lists/ads.bin" }] })).toBe(
+      "blocklists[0].asset: a static asset is the worker's (its ASSETS binding); on the relay give the file as path",
+    );
+    const worker = parseWorkerConfig({
+      upstreams: [{ name: "q9", url: "https://dns.quad9.net/dns-query" }],
+      blocklists: [{ asset: "/lists/ads.bin" }],
+    });
+    expect(worker.config.blocklists).toEqual([{ asset: "/lists/ads.bin" }]);
   });
 });
 
