@@ -32,11 +32,11 @@ export async function loadBlocklists(
   const compiled: NameMatcher[] = [];
   let rejected = 0;
   for (const [i, list] of config.blocklists.entries()) {
+    if ("asset" in list) continue; // the worker's; the relay's config refuses it
     const at = ["blocklists", i, "path" in list ? "path" : "url"];
     let bytes: Uint8Array;
     try {
       if ("path" in list) bytes = await readFile(list.path);
-      else if ("asset" in list) continue; // refused by the relay's config already
       else {
         const response = await fetchList(list.url, { signal: AbortSignal.timeout(15_000) });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
