@@ -31,7 +31,7 @@ export interface ResolverOptions {
   transports: ReadonlyMap<string, Upstream>;
   /** Cap on attempts in flight per query (the worker's platform limit). */
   maxConcurrentAttempts?: number;
-  /** False: each query arms its own deadline timer (the worker; see RaceOptions). */
+  /** True: each query arms its own deadline timer and abort listener (the worker; see RaceOptions). */
   selfContainedQueries?: boolean;
   clock?: Clock;
   random?: Random;
