@@ -345,8 +345,16 @@ export interface ControlConfig {
 
 export interface StatsdConfig {
   addr: HostPort;
-  /** 0 < rate ≤ 1 (default 1). */
+  /** Share of latency samples kept, 0 < rate ≤ 1 (default 1); counters are always exact. */
   sample_rate: number;
+  /** Dotted name prefix (default "doh_relay"); "" for none. */
+  prefix: string;
+  /** ms between flushes (default 10000). */
+  interval: number;
+  /** Bytes per UDP packet, lines joined by newlines up to this (default 1432). */
+  max_packet_size: number;
+  /** Latency samples kept per series per flush (default 100); more are sampled down. */
+  timer_samples: number;
 }
 
 /** A `file: /etc/resolv.conf` upstream entry not yet expanded (see RelayConfig.upstream_files). */
@@ -795,6 +803,16 @@ const relayOnlyShape = {
             .gt(0, "must be greater than 0 and at most 1")
             .max(1, "must be greater than 0 and at most 1")
             .default(1),
+          prefix: z
+            .string()
+            .regex(
+              /^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$/,
+              'must be dotted words of letters, digits, "_" and "-" (or "" for none)',
+            )
+            .default("doh_relay"),
+          interval: positiveDuration.prefault("10s"),
+          max_packet_size: intIn(512, 65_000).default(1432),
+          timer_samples: intIn(1, 10_000).default(100),
         })
         .optional(),
     })
@@ -841,6 +859,9 @@ const KNOWN_KEYS = new Set<string>([
   "token_secret",
   "statsd",
   "sample_rate",
+  "prefix",
+  "max_packet_size",
+  "timer_samples",
   "qps",
   "burst",
 ]);
