@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../relay/src/log.ts";
 import { familyTotal } from "../../relay/src/metrics.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
+import type { StatsdSinkStats } from "../../relay/src/statsd/sink.ts";
 import type { PoolStats } from "../../relay/src/transports/pool-stats.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { Rcode, readRcode } from "../../shared/dns/wire.ts";
@@ -23,11 +24,11 @@ interface Collector {
   close(): Promise<void>;
 }
 
-async function startCollector(): Promise<Collector> {
+async function startCollector(port = 0): Promise<Collector> {
   const socket: Socket = createSocket("udp4");
   const packets: string[] = [];
   socket.on("message", (msg) => packets.push(msg.toString("utf8")));
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => socket.bind(port, "127.0.0.1", resolve));
   const lines = () => packets.flatMap((p) => p.split("\n"));
   return {
     port: socket.address().port,
@@ -197,6 +198,61 @@ describe("statsd reporting", () => {
     } finally {
       await relay.shutdown(100).catch(() => {});
       await collector.close();
+    }
+  });
+
+  it("costs nothing when the collector is down: answers, one log line, errors counted and reported later", async () => {
+    const port = await freePort();
+    const clock = createManualClock();
+    const logs: string[] = [];
+    const relay = await startWith({ addr: `127.0.0.1:${port}` }, clock, logs);
+    let collector: Collector | undefined;
+    try {
+      const udp = portOf(relay, "udp");
+      for (let i = 0; i < 20; i++) {
+        const answer = await udpFrom("127.0.0.1", udp, query("www.relay.test", i + 1));
+        expect(answer && readRcode(answer)).toBe(Rcode.NOERROR);
+        if (i % 5 === 4) clock.advance(10_000);
+      }
+      const stats = () => (relay.ops.status() as { statsd: StatsdSinkStats }).statsd;
+      // The port-unreachable for each flush comes back as a read error.
+      await until(async () => stats().sendErrors >= 4);
+      const warnings = logs.map((l) => JSON.parse(l) as { msg: string });
+      expect(warnings.map((w) => w.msg)).toEqual(["statsd send failed"]);
+
+      // A collector on that port now: the next flush tells it what was lost.
+      const errors = stats().sendErrors;
+      collector = await startCollector(port);
+      clock.advance(10_000);
+      const lines = await collector.until((l) => l.some((x) => x.includes("statsd.send_errors")));
+      expect(sent(lines, "doh_relay.statsd.send_errors", "c")).toBe(errors);
+      expect(sent(lines, "doh_relay.listener.udp.queries", "c")).toBeUndefined();
+    } finally {
+      await relay.shutdown(100);
+      await collector?.close();
+    }
+  });
+
+  it("answers when the statsd host does not resolve, and says so once", async () => {
+    const clock = createManualClock();
+    const logs: string[] = [];
+    const relay = await startWith({ addr: "statsd.invalid:8125" }, clock, logs);
+    try {
+      const udp = portOf(relay, "udp");
+      for (let i = 0; i < 3; i++) {
+        const answer = await udpFrom("127.0.0.1", udp, query("www.relay.test", i + 1));
+        expect(answer && readRcode(answer)).toBe(Rcode.NOERROR);
+        clock.advance(10_000);
+      }
+      const stats = () => (relay.ops.status() as { statsd: StatsdSinkStats }).statsd;
+      await until(async () => stats().resolveErrors >= 3);
+      expect(stats().packetsDropped).toBeGreaterThan(0);
+      expect(stats().packetsSent).toBe(0);
+      expect(logs.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
+        "statsd host not resolved",
+      ]);
+    } finally {
+      await relay.shutdown(100);
     }
   });
 });
