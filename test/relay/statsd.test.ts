@@ -6,8 +6,9 @@
 import { createSocket, type Socket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../relay/src/log.ts";
-import { familyTotal } from "../../relay/src/metrics.ts";
+import { createRelayMetrics, familyTotal } from "../../relay/src/metrics.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
+import { createStatsdReporter } from "../../relay/src/statsd/reporter.ts";
 import type { StatsdSinkStats } from "../../relay/src/statsd/sink.ts";
 import type { PoolStats } from "../../relay/src/transports/pool-stats.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
@@ -253,6 +254,41 @@ describe("statsd reporting", () => {
       ]);
     } finally {
       await relay.shutdown(100);
+    }
+  });
+
+  it("keeps a worker's gauges apart, and caps timer samples and packet size as configured", async () => {
+    const collector = await startCollector();
+    const clock = createManualClock();
+    const config = relayConfig({
+      addr: `127.0.0.1:${collector.port}`,
+      max_packet_size: 512,
+      timer_samples: 20,
+      prefix: "lan.relay",
+    }).metrics.statsd!;
+    const reporter = createStatsdReporter({
+      config,
+      logger: createLogger("error", () => {}),
+      clock,
+      worker: 2,
+    });
+    try {
+      const metrics = reporter.wrapMetrics(createRelayMetrics());
+      metrics.inFlight(1);
+      for (let i = 0; i < 500; i++) metrics.query("udp", "NOERROR", i / 1e6);
+      // Flushed at once: the socket is still connecting, and the packets wait for it.
+      clock.advance(config.interval);
+      const lines = await collector.until((l) => l.some((x) => x.includes("in_flight")));
+      expect(sent(lines, "lan.relay.worker.2.in_flight", "g")).toBe(1);
+      expect(sent(lines, "lan.relay.listener.udp.queries", "c")).toBe(500);
+      const samples = timerLines(lines, "lan.relay.listener.udp.latency");
+      expect(samples).toHaveLength(20);
+      for (const line of samples) expect(line).toMatch(/\|ms\|@0\.04$/);
+      expect(collector.packets.length).toBeGreaterThan(1);
+      for (const p of collector.packets) expect(Buffer.byteLength(p)).toBeLessThanOrEqual(512);
+    } finally {
+      await reporter.close();
+      await collector.close();
     }
   });
 });

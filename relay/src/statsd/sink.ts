@@ -2,8 +2,9 @@
 // Connected, so the kernel reports ICMP port-unreachable (a collector that
 // is down) as ECONNREFUSED on a later send or read; those errors are counted
 // and swallowed here. Nothing on the query path waits for this: send()
-// returns at once, and packets that find the socket not connected yet
-// (the host still resolving, or unresolvable) are dropped and counted.
+// returns at once. Packets handed over while the socket connects wait for
+// it; with no socket and no attempt under way (the host did not resolve)
+// they are dropped and counted, and the next send tries again.
 
 import { createSocket, type Socket } from "node:dgram";
 import { lookup as dnsLookup } from "node:dns/promises";
@@ -51,6 +52,8 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
   };
   let socket: Socket | undefined;
   let connecting: Promise<void> | undefined;
+  /** Packets handed over while connecting. */
+  let waiting: string[] = [];
   let closed = false;
   let pending = 0;
   let idle: (() => void) | undefined;
@@ -108,7 +111,22 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
     if (socket || connecting || closed) return;
     connecting = open().finally(() => {
       connecting = undefined;
+      const held = waiting;
+      waiting = [];
+      if (socket) write(socket, held);
+      else stats.packetsDropped += held.length;
     });
+  }
+
+  function write(to: Socket, packets: readonly string[]): void {
+    for (const packet of packets) {
+      if (pending >= MAX_PENDING_SENDS) {
+        stats.packetsDropped++;
+        continue;
+      }
+      pending++;
+      to.send(packet, afterSend);
+    }
   }
 
   const afterSend = (error: Error | null) => {
@@ -123,18 +141,15 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
     send(packets) {
       if (stats.sendErrors === errorsAtLastSend) sendFailing = false;
       errorsAtLastSend = stats.sendErrors;
-      if (!socket) {
+      if (socket) write(socket, packets);
+      else if (connecting && !closed) {
+        // Connecting now: these go out once it is (what does not fit is dropped).
+        const room = MAX_PENDING_SENDS - waiting.length;
+        waiting.push(...packets.slice(0, room));
+        stats.packetsDropped += Math.max(0, packets.length - room);
+      } else {
         stats.packetsDropped += packets.length;
         ensureOpen();
-        return;
-      }
-      for (const packet of packets) {
-        if (pending >= MAX_PENDING_SENDS) {
-          stats.packetsDropped++;
-          continue;
-        }
-        pending++;
-        socket.send(packet, afterSend);
       }
     },
     stats: () => ({ ...stats }),
