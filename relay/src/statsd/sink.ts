@@ -1,10 +1,13 @@
 // The UDP side of statsd: one connected datagram socket to the collector.
 // Connected, so the kernel reports ICMP port-unreachable (a collector that
 // is down) as ECONNREFUSED on a later send or read; those errors are counted
-// and swallowed here. Nothing on the query path waits for this: send()
-// returns at once. Packets handed over while the socket connects wait for
-// it; with no socket and no attempt under way (the host did not resolve)
-// they are dropped and counted, and the next send tries again.
+// and swallowed here. A send to a closed port itself succeeds and its error
+// arrives after it, so the collector counts as back only when a whole
+// interval (send to send) passes without one. Nothing on the query path
+// waits for this: send() returns at once. Packets handed over while the
+// socket connects wait for it; with no socket and no attempt under way (the
+// host did not resolve) they are dropped and counted, and the next send
+// tries again.
 
 import { createSocket, type Socket } from "node:dgram";
 import { lookup as dnsLookup } from "node:dns/promises";
@@ -42,6 +45,64 @@ const MAX_PENDING_SENDS = 256;
 
 const systemLookup: Lookup = (host) => dnsLookup(host);
 
+/** The host as an address: an IP as is, a name through `lookup`. */
+async function resolve(host: string, lookup: Lookup): Promise<{ address: string; family: number }> {
+  const family = isIP(host);
+  return family === 0 ? lookup(host) : { address: host, family };
+}
+
+/**
+ * A UDP socket connected to `address`, not holding the process open, whose
+ * errors (ICMP ones surface as read errors) go to `onError`; undefined when
+ * connect fails (reported to `onError` too).
+ */
+function connectUdp(
+  target: { address: string; family: number },
+  port: number,
+  onError: (error: Error) => void,
+): Promise<Socket | undefined> {
+  const s = createSocket(target.family === 6 ? "udp6" : "udp4");
+  s.on("error", onError);
+  s.unref();
+  return new Promise((done) => {
+    // Node passes a connect failure to the callback (@types/node omits it).
+    const connected = (error?: Error) => {
+      if (!error) return done(s);
+      onError(error);
+      s.close();
+      done(undefined);
+    };
+    s.connect(port, target.address, connected as () => void);
+  });
+}
+
+/** Sends on a socket with a bound on sends queued; counts sent, failed and dropped. */
+function createWriter(stats: StatsdSinkStats, failed: (error: Error) => void) {
+  let pending = 0;
+  let idle: (() => void) | undefined;
+  const afterSend = (error: Error | null) => {
+    pending--;
+    if (error) failed(error);
+    else stats.packetsSent++;
+    if (pending === 0) idle?.();
+  };
+  return {
+    write(to: Socket, packets: readonly string[]): void {
+      for (const packet of packets) {
+        if (pending >= MAX_PENDING_SENDS) {
+          stats.packetsDropped++;
+          continue;
+        }
+        pending++;
+        to.send(packet, afterSend);
+      }
+    },
+    /** Resolves when every send has called back. */
+    drained: () =>
+      pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve)),
+  };
+}
+
 export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
   const lookup = options.lookup ?? systemLookup;
   const stats: StatsdSinkStats = {
@@ -55,55 +116,32 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
   /** Packets handed over while connecting. */
   let waiting: string[] = [];
   let closed = false;
-  let pending = 0;
-  let idle: (() => void) | undefined;
-  /**
-   * One report per run of failures. A send to a closed port succeeds and the
-   * ICMP error comes back as a read error after it, so "working again" is a
-   * whole interval (send to send) without an error.
-   */
-  let sendFailing = false;
+  // One report per run of failures; "working again" is a send-to-send interval without an error.
+  const failing = { send: false, resolve: false };
   let errorsAtLastSend = 0;
-  let resolveFailing = false;
-
+  const report = (what: "send" | "resolve", error: Error) => {
+    if (!failing[what]) options.onProblem?.(what, error);
+    failing[what] = true;
+  };
   const sendFailed = (error: Error) => {
     stats.sendErrors++;
-    if (!sendFailing) options.onProblem?.("send", error);
-    sendFailing = true;
+    report("send", error);
   };
+  const writer = createWriter(stats, sendFailed);
 
   async function open(): Promise<void> {
-    const { host, port } = options.addr;
-    let address = host;
-    let family = isIP(host);
-    if (family === 0) {
-      try {
-        ({ address, family } = await lookup(host));
-      } catch (error) {
-        stats.resolveErrors++;
-        if (!resolveFailing) options.onProblem?.("resolve", error as Error);
-        resolveFailing = true;
-        return;
-      }
+    let target: { address: string; family: number };
+    try {
+      target = await resolve(options.addr.host, lookup);
+    } catch (error) {
+      stats.resolveErrors++;
+      return report("resolve", error as Error);
     }
-    resolveFailing = false;
+    failing.resolve = false;
     if (closed) return;
-    const s = createSocket(family === 6 ? "udp6" : "udp4");
-    // ICMP errors surface as read errors on a connected socket.
-    s.on("error", sendFailed);
-    s.unref();
-    await new Promise<void>((resolve) => {
-      // Node passes a connect failure to the callback (@types/node omits it).
-      const connected = (error?: Error) => {
-        if (error) {
-          sendFailed(error);
-          s.close();
-        } else if (closed) s.close();
-        else socket = s;
-        resolve();
-      };
-      s.connect(port, address, connected as () => void);
-    });
+    const s = await connectUdp(target, options.addr.port, sendFailed);
+    if (s && closed) s.close();
+    else socket = s;
   }
 
   /** Starts connecting if not connected; a failed attempt is retried at the next send. */
@@ -113,35 +151,17 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
       connecting = undefined;
       const held = waiting;
       waiting = [];
-      if (socket) write(socket, held);
+      if (socket) writer.write(socket, held);
       else stats.packetsDropped += held.length;
     });
   }
 
-  function write(to: Socket, packets: readonly string[]): void {
-    for (const packet of packets) {
-      if (pending >= MAX_PENDING_SENDS) {
-        stats.packetsDropped++;
-        continue;
-      }
-      pending++;
-      to.send(packet, afterSend);
-    }
-  }
-
-  const afterSend = (error: Error | null) => {
-    pending--;
-    if (error) sendFailed(error);
-    else stats.packetsSent++;
-    if (pending === 0) idle?.();
-  };
-
   ensureOpen();
   return {
     send(packets) {
-      if (stats.sendErrors === errorsAtLastSend) sendFailing = false;
+      if (stats.sendErrors === errorsAtLastSend) failing.send = false;
       errorsAtLastSend = stats.sendErrors;
-      if (socket) write(socket, packets);
+      if (socket) writer.write(socket, packets);
       else if (connecting && !closed) {
         // Connecting now: these go out once it is (what does not fit is dropped).
         const room = MAX_PENDING_SENDS - waiting.length;
@@ -156,7 +176,7 @@ export function createStatsdSink(options: StatsdSinkOptions): StatsdSink {
     async close() {
       closed = true;
       await connecting;
-      if (pending > 0) await new Promise<void>((resolve) => (idle = resolve));
+      await writer.drained();
       const s = socket;
       socket = undefined;
       if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
