@@ -3,7 +3,8 @@
 //   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
 //   direct DoT, dnsdist → DoT, relay → DoT, and the Node floor → DoT
 //   (bench/node-floor.ts, at -q 50 only); then the relay → DoT with
-//   workers: 1 against workers: 2 (bench/workers.ts).
+//   workers: 1 against workers: 2 (bench/workers.ts), and with statsd off,
+//   live and dead (bench/statsd.ts).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
 // has -l seconds and -Q/-q limits; the whole run stays under 5 minutes.
 // Every process is stopped and every temp dir removed, also on error.
@@ -40,6 +41,7 @@ import {
   startDnsdist,
   startRelayProcess,
 } from "./servers.ts";
+import { benchStatsd, statsdSection } from "./statsd.ts";
 import { benchWorker, workerTable } from "./worker.ts";
 import { benchWorkers, workersSection } from "./workers.ts";
 
@@ -497,6 +499,21 @@ async function main(): Promise<number> {
       ];
     }
 
+    const statsdLines = await benchStatsd({
+      dir,
+      dot: { port: unbound.tlsPort!, ca: certs.caFile, servername: "dns.test" },
+      queryFile,
+      probeName,
+      seconds: Math.min(SECONDS, 3),
+    }).then(
+      (rows) => statsdSection(rows, loadavg()),
+      (error: Error) => [
+        "## statsd cost (relay → DoT)",
+        "",
+        `failed: ${error.message.split("\n")[0]}`,
+      ],
+    );
+
     const footprintSection = await relayFootprint(dir);
 
     const doq = await benchDoq({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
@@ -589,7 +606,14 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [footprintSection, workersLines, doqSection, blocklistSection, workerSection],
+      sections: [
+        footprintSection,
+        workersLines,
+        statsdLines,
+        doqSection,
+        blocklistSection,
+        workerSection,
+      ],
       notes,
     });
     await writeFile(RESULTS, report);

@@ -213,7 +213,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
-    relay = await startRelay(config, logger, { serveOps: cluster.isPrimary });
+    relay = await startRelay(config, logger, {
+      serveOps: cluster.isPrimary,
+      ...(workerIndex !== undefined ? { worker: workerIndex } : {}),
+    });
   } catch (error) {
     logger.error("startup failed", { error });
     return 1;

@@ -38,6 +38,8 @@ export interface ResolverOptions {
   fetch?: typeof fetch;
   /** Defective attempts of routes with `debug: true`. */
   onAttemptError?: (event: AttemptErrorEvent) => void;
+  /** Per-upstream accounting (default: a fresh createCounters()); the relay's statsd wraps it. */
+  counters?: Counters;
 }
 
 export interface AttemptErrorEvent {
@@ -104,7 +106,7 @@ function policyOf(route: RouteConfig): PolicyConfig {
 export function createResolver(options: ResolverOptions): Resolver {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? createCryptoRandom();
-  const counters: Counters = createCounters();
+  const counters: Counters = options.counters ?? createCounters();
   const byName = new Map(options.upstreams.map((u) => [u.name, u]));
 
   const routes: BuiltRoute[] = options.routes.map((route, index) => {

@@ -1,6 +1,6 @@
-// Builds the Upstream for each configured upstream by protocol. h3:// and
-// statsd are not built yet: asking for either is a startup error naming the
-// key path, never a silent fallback.
+// Builds the Upstream for each configured upstream by protocol. h3:// is not
+// built yet: asking for it is a startup error naming the key path, never a
+// silent fallback.
 
 import { readFileSync } from "node:fs";
 import {
@@ -29,9 +29,6 @@ export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
       });
     }
   });
-  if (config.metrics.statsd) {
-    problems.push({ path: ["metrics", "statsd"], message: "statsd reporting is not built yet" });
-  }
   return problems;
 }
 
