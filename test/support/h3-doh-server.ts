@@ -1,0 +1,151 @@
+// An HTTP/3 DoH server that is not ours: h3-doh-server/main.go on quic-go's
+// http3 package (Debian's golang-github-lucas-clemente-quic-go-dev, built in
+// GOPATH mode), forwarding GET and POST /dns-query over UDP to a backend.
+// The binary is built once and cached under node_modules/.cache, keyed by the
+// hash of its source and the Go version. The server takes commands on stdin
+// (conns, requests, goaway, goaway0, close; see main.go) and answers each
+// with one line on stdout.
+
+import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const source = fileURLToPath(new URL("./h3-doh-server/main.go", import.meta.url));
+const cacheDir = fileURLToPath(
+  new URL("../../node_modules/.cache/doh-edge-h3-server", import.meta.url),
+);
+
+export const GOPATH = "/usr/share/gocode";
+
+/** Builds the server unless a binary for this source is cached; returns its path. */
+export function buildH3DohServer(): string {
+  const goVersion = execFileSync("go", ["version"], { encoding: "utf8" }).trim();
+  const hash = createHash("sha256")
+    .update(readFileSync(source))
+    .update(goVersion)
+    .digest("hex")
+    .slice(0, 16);
+  const binary = `${cacheDir}/h3-doh-server-${hash}`;
+  if (existsSync(binary)) return binary;
+  mkdirSync(cacheDir, { recursive: true });
+  // Built beside its final name and renamed: a concurrent build never leaves half a binary.
+  const partial = `${binary}.${process.pid}.partial`;
+  execFileSync("go", ["build", "-o", partial, source], {
+    env: {
+      ...process.env,
+      GO111MODULE: "off",
+      GOPATH,
+      GOFLAGS: "",
+      GOCACHE: `${cacheDir}/gocache`,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  renameSync(partial, binary);
+  return binary;
+}
+
+export interface H3DohServerOptions {
+  certFile: string;
+  keyFile: string;
+  /** A UDP DNS server on 127.0.0.1. */
+  backendPort: number;
+}
+
+export interface H3DohServer {
+  readonly port: number;
+  /** QUIC connections accepted so far. */
+  connections(): Promise<number>;
+  /** DoH requests served so far. */
+  requests(): Promise<number>;
+  /** GOAWAY on every open connection: after the last request accepted, or with ID 0. */
+  goAway(id?: "after-last" | "zero"): Promise<void>;
+  /** Closes every open connection with H3_NO_ERROR. */
+  closeConnections(): Promise<void>;
+  /** Output so far, for failure messages. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export async function startH3DohServer(options: H3DohServerOptions): Promise<H3DohServer> {
+  const binary = buildH3DohServer();
+  const child = spawn(
+    binary,
+    [
+      "-cert",
+      options.certFile,
+      "-key",
+      options.keyFile,
+      "-backend",
+      `127.0.0.1:${options.backendPort}`,
+    ],
+    { stdio: ["pipe", "pipe", "pipe"] },
+  );
+  let output = "";
+  let lines: string[] = [];
+  let waiters: ((line: string) => void)[] = [];
+  let partial = "";
+  child.stderr.on("data", (d: Buffer) => {
+    output = (output + d.toString()).slice(-20_000);
+  });
+  child.stdout.on("data", (d: Buffer) => {
+    output = (output + d.toString()).slice(-20_000);
+    partial += d.toString();
+    const parts = partial.split("\n");
+    partial = parts.pop() ?? "";
+    for (const line of parts) {
+      const waiter = waiters.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const line = lines.shift();
+      if (line !== undefined) return resolve(line);
+      const timer = setTimeout(
+        () => reject(new Error(`h3-doh-server: no reply\n${output}`)),
+        10_000,
+      );
+      waiters.push((l) => {
+        clearTimeout(timer);
+        resolve(l);
+      });
+    });
+  // Commands are answered in order, one line each.
+  let queue = Promise.resolve("");
+  const command = (text: string) => {
+    queue = queue
+      .catch(() => "")
+      .then(() => {
+        child.stdin.write(`${text}\n`);
+        return nextLine();
+      });
+    return queue;
+  };
+  const first = await nextLine();
+  const port = Number(/^port (\d+)$/.exec(first)?.[1]);
+  if (!port) throw new Error(`h3-doh-server did not start: ${first}\n${output}`);
+  return {
+    port,
+    connections: async () => Number(await command("conns")),
+    requests: async () => Number(await command("requests")),
+    async goAway(id = "after-last") {
+      await command(id === "zero" ? "goaway0" : "goaway");
+    },
+    async closeConnections() {
+      await command("close");
+    },
+    log: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(timer);
+      lines = [];
+      waiters = [];
+    },
+  };
+}
