@@ -114,20 +114,25 @@ function workerCount(config: RelayConfig): number {
 }
 
 /**
- * DoQ needs @matrixai/quic, an optional native addon (no build exists for
- * linux-arm64; the release bundle leaves it out): a quic:// upstream without
- * it is a config error at startup, not a SERVFAIL per query.
+ * DoQ and DoH3 need @matrixai/quic, an optional native addon (no build exists
+ * for linux-arm64; the release bundle leaves it out): a quic:// or h3://
+ * upstream without it is a config error at startup, not a SERVFAIL per query.
  */
 async function assertQuicAvailable(config: RelayConfig): Promise<void> {
-  const index = config.upstreams.findIndex((u) => u.url.protocol === "quic");
-  if (index < 0) return;
+  const index = config.upstreams.findIndex(
+    (u) => u.url.protocol === "quic" || u.url.protocol === "h3",
+  );
+  const upstream = config.upstreams[index];
+  if (!upstream) return;
   try {
     await loadQuiche();
   } catch (error) {
+    const scheme = upstream.url.protocol;
+    const instead = scheme === "quic" ? "tls://" : "https://";
     throw new ConfigError([
       {
         path: ["upstreams", index, "url"],
-        message: `quic:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use tls:// instead`,
+        message: `${scheme}:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use ${instead} instead`,
       },
     ]);
   }

@@ -1082,9 +1082,6 @@ function finalizeUpstreams(
       if (entry.via !== undefined) {
         check.error(at("via"), "edge-only key: the relay reaches its upstreams itself; remove via");
       }
-      if (protocol === "h3") {
-        check.error(at("url"), "the relay cannot speak h3:// (no HTTP/3 in Node); use https://");
-      }
       const pool = entry.pool ?? poolSchema.parse({});
       upstreams.push({ ...base, pool });
       return;
@@ -1103,12 +1100,6 @@ function finalizeUpstreams(
             ? "no relays are configured"
             : `relays: ${[...relayNames].join(", ")}`;
         check.error(at("via"), `unknown relay "${entry.via}" (${known})`);
-      }
-      if (protocol === "h3") {
-        check.error(
-          at("url"),
-          "the relay cannot speak h3:// (no HTTP/3 in Node); use https://, or drop via to let the worker fetch it",
-        );
       }
       for (const key of TLS_KEYS) {
         if (entry[key] !== undefined) {

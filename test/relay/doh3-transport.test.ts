@@ -21,7 +21,7 @@ import {
   type TestCertificates,
 } from "../support/dns-servers.ts";
 import { type H3DohServer, startH3DohServer } from "../support/h3-doh-server.ts";
-import { ZONE } from "./relay-harness.ts";
+import { dig, portOf, startTestRelay, ZONE } from "./relay-harness.ts";
 
 let nsd: RunningServer;
 let delay: DelayDnsServer;
@@ -250,4 +250,35 @@ describe("DoH3 upstream against quic-go's http3 server", () => {
       await h3.close();
     }
   });
+});
+
+describe("a relay with an h3:// upstream", () => {
+  for (const method of ["POST", "GET"] as const) {
+    it(`answers dig through DoH3 by ${method}, reaching the upstream by a name only the bootstrap server holds`, async () => {
+      const relay = await startTestRelay({
+        listen: { udp: { addr: "127.0.0.1:5353" } },
+        bootstrap: [`127.0.0.1:${nsd.port}`],
+        upstreams: [
+          {
+            name: "doh3",
+            url: `h3://ns.relay.test:${overNsd.port}/dns-query`,
+            method,
+            tls_servername: "dns.test",
+            ca: certs.caFile,
+          },
+        ],
+      });
+      try {
+        const connections = await overNsd.connections();
+        const requests = await overNsd.requests();
+        const port = portOf(relay, "udp");
+        expect((await dig(port, ["+short", "www.relay.test"])).trim()).toBe("192.0.2.10");
+        expect((await dig(port, ["+short", "www.relay.test", "AAAA"])).trim()).toBe("2001:db8::10");
+        expect((await overNsd.connections()) - connections).toBe(1);
+        expect((await overNsd.requests()) - requests).toBe(2);
+      } finally {
+        await relay.shutdown(1000);
+      }
+    });
+  }
 });

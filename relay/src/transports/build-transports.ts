@@ -1,6 +1,6 @@
-// Builds the Upstream for each configured upstream by protocol. h3:// and
-// statsd are not built yet: asking for either is a startup error naming the
-// key path, never a silent fallback.
+// Builds the Upstream for each configured upstream by protocol. statsd is
+// not built yet: asking for it is a startup error naming the key path, never
+// a silent fallback.
 
 import { readFileSync } from "node:fs";
 import {
@@ -13,6 +13,7 @@ import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
+import { createDoh3Upstream } from "./doh3.ts";
 import { createDoqUpstream } from "./doq.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
@@ -20,15 +21,6 @@ import { createUdpUpstream } from "./udp.ts";
 /** Config the relay accepts but cannot serve yet, as ConfigError problems. */
 export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  config.upstreams.forEach((upstream, i) => {
-    const protocol = upstream.url.protocol;
-    if (protocol === "h3") {
-      problems.push({
-        path: ["upstreams", i, "url"],
-        message: `${protocol}:// pools are not built yet`,
-      });
-    }
-  });
   if (config.metrics.statsd) {
     problems.push({ path: ["metrics", "statsd"], message: "statsd reporting is not built yet" });
   }
@@ -106,6 +98,22 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         lookup,
       });
     }
+    case "h3":
+      // HTTP/3 only, on one QUIC connection (ALPN h3) like quic://: pool.size does not apply.
+      return createDoh3Upstream({
+        name,
+        host: url.host,
+        port: url.port,
+        path: url.path ?? "/dns-query",
+        method: upstream.method ?? "POST",
+        ...tlsOptions(upstream),
+        connectTimeoutMs: pool.connect_timeout,
+        handshakeTimeoutMs: pool.handshake_timeout,
+        idleTimeoutMs: pool.idle_timeout,
+        maxRetries: pool.max_retries,
+        maxInFlight: pool.max_in_flight,
+        lookup,
+      });
     case "quic":
       // One QUIC connection carries every query: pool.size does not apply.
       return createDoqUpstream({

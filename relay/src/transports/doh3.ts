@@ -217,7 +217,7 @@ export function createDoh3Upstream(options: Doh3UpstreamOptions): PooledUpstream
     else stats.fresh++;
     const { fields, body } = requestFields(wire);
     const sent = s.h3.request(fields, body);
-    const onAbort = () => sent.cancel();
+    const onAbort = () => sent.cancel(abortedBy(signal, name));
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       return await sent.response;

@@ -135,12 +135,12 @@ export class H3Connection {
   /**
    * Sends one request (HEADERS, then DATA when `body` is given, then FIN) and
    * resolves with the response. Rejects with an UpstreamError; `cancel`
-   * abandons the stream with H3_REQUEST_CANCELLED.
+   * abandons the stream with H3_REQUEST_CANCELLED and rejects with `reason`.
    */
   request(
     fields: readonly HeaderField[],
     body: Uint8Array | undefined,
-  ): { streamId: number; response: Promise<H3Response>; cancel(): void } {
+  ): { streamId: number; response: Promise<H3Response>; cancel(reason: UpstreamError): void } {
     const streamId = this.nextStreamId;
     this.nextStreamId += 4;
     const response = new Promise<H3Response>((resolve, reject) => {
@@ -170,9 +170,12 @@ export class H3Connection {
         cause: error,
       });
     }
-    const cancel = () => {
-      if (!this.requests.delete(streamId)) return;
+    const cancel = (reason: UpstreamError) => {
+      const pending = this.requests.get(streamId);
+      if (!pending) return;
+      this.requests.delete(streamId);
       this.link.cancelStream(streamId, H3_ERROR.requestCancelled);
+      pending.reject(reason);
       this.settled();
     };
     return { streamId, response, cancel };
