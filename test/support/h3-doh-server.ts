@@ -1,6 +1,7 @@
 // An HTTP/3 DoH server that is not ours: h3-doh-server/main.go on quic-go's
 // http3 package (Debian's golang-github-lucas-clemente-quic-go-dev, built in
-// GOPATH mode), forwarding GET and POST /dns-query over UDP to a backend.
+// GOPATH mode), forwarding GET and POST /dns-query over UDP to a backend
+// (or answering from memory, and over HTTP/2 too, for the bench).
 // The binary is built once and cached under node_modules/.cache, keyed by the
 // hash of its source and the Go version. The server takes commands on stdin
 // (conns, requests, goaway, goaway0, close; see main.go) and answers each
@@ -48,12 +49,16 @@ export function buildH3DohServer(): string {
 export interface H3DohServerOptions {
   certFile: string;
   keyFile: string;
-  /** A UDP DNS server on 127.0.0.1. */
-  backendPort: number;
+  /** A UDP DNS server on 127.0.0.1; without it, answers from memory (NOERROR, no records). */
+  backendPort?: number;
+  /** Also serve the same handler over HTTP/2 (Go's net/http) on a TCP port. */
+  h2?: boolean;
 }
 
 export interface H3DohServer {
   readonly port: number;
+  /** The HTTP/2 port, with `h2`. */
+  readonly h2Port: number | undefined;
   /** QUIC connections accepted so far. */
   connections(): Promise<number>;
   /** DoH requests served so far. */
@@ -69,18 +74,10 @@ export interface H3DohServer {
 
 export async function startH3DohServer(options: H3DohServerOptions): Promise<H3DohServer> {
   const binary = buildH3DohServer();
-  const child = spawn(
-    binary,
-    [
-      "-cert",
-      options.certFile,
-      "-key",
-      options.keyFile,
-      "-backend",
-      `127.0.0.1:${options.backendPort}`,
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
+  const args = ["-cert", options.certFile, "-key", options.keyFile];
+  if (options.backendPort !== undefined) args.push("-backend", `127.0.0.1:${options.backendPort}`);
+  if (options.h2) args.push("-h2");
+  const child = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] });
   let output = "";
   let lines: string[] = [];
   let waiters: ((line: string) => void)[] = [];
@@ -125,10 +122,12 @@ export async function startH3DohServer(options: H3DohServerOptions): Promise<H3D
     return queue;
   };
   const first = await nextLine();
-  const port = Number(/^port (\d+)$/.exec(first)?.[1]);
+  const started = /^port (\d+)(?: h2 (\d+))?$/.exec(first);
+  const port = Number(started?.[1]);
   if (!port) throw new Error(`h3-doh-server did not start: ${first}\n${output}`);
   return {
     port,
+    h2Port: started?.[2] ? Number(started[2]) : undefined,
     connections: async () => Number(await command("conns")),
     requests: async () => Number(await command("requests")),
     async goAway(id = "after-last") {

@@ -1,8 +1,11 @@
 // A DoH server over HTTP/3 (RFC 8484, RFC 9114) on quic-go's http3 package,
 // for tests of the relay's h3:// upstream against an implementation that is
 // not ours. GET and POST /dns-query are forwarded over UDP to -backend with
-// miekg/dns. Prints "port N" once listening, then answers commands on stdin,
-// one line each:
+// miekg/dns, or without -backend answered from memory (NOERROR, no records;
+// for the bench). With -h2 the same handler is also served over HTTP/2 on
+// TLS over TCP (Go's net/http), for comparing like with like. Prints
+// "port N" (or "port N h2 M") once listening, then answers commands on
+// stdin, one line each:
 //
 //	conns       the number of QUIC connections accepted so far
 //	requests    the number of DoH requests served so far
@@ -156,10 +159,13 @@ func forward(backend string, requests *int64) http.HandlerFunc {
 			return
 		}
 		atomic.AddInt64(requests, 1)
-		answer, _, err := client.Exchange(query, backend)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+		answer := new(dns.Msg).SetReply(query)
+		if backend != "" {
+			answer, _, err = client.Exchange(query, backend)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
 		}
 		out, err := answer.Pack()
 		if err != nil {
@@ -174,7 +180,8 @@ func forward(backend string, requests *int64) http.HandlerFunc {
 func main() {
 	certFile := flag.String("cert", "", "certificate chain, PEM")
 	keyFile := flag.String("key", "", "private key, PEM")
-	backend := flag.String("backend", "", "host:port of a DNS server (UDP)")
+	backend := flag.String("backend", "", "host:port of a DNS server (UDP); none: answer from memory")
+	h2 := flag.Bool("h2", false, "also serve HTTP/2 over TLS on a TCP port")
 	flag.Parse()
 
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
@@ -199,7 +206,19 @@ func main() {
 	mux.HandleFunc("/dns-query", forward(*backend, &requests))
 	server := &http3.Server{Handler: mux}
 	go server.ServeListener(ln)
-	fmt.Printf("port %d\n", udp.LocalAddr().(*net.UDPAddr).Port)
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	if *h2 {
+		tcp, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		h2server := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		go h2server.ServeTLS(tcp, "", "")
+		fmt.Printf("port %d h2 %d\n", port, tcp.Addr().(*net.TCPAddr).Port)
+	} else {
+		fmt.Printf("port %d\n", port)
+	}
 
 	lines := bufio.NewScanner(os.Stdin)
 	for lines.Scan() {
