@@ -3,9 +3,10 @@
 // forwarding to a real nsd or to the delay server. Answers by POST and GET,
 // one QUIC connection for many queries, GOAWAY (queries the server accepted
 // finish on the old connection, new ones go to a new connection, those it
-// did not accept are retried), connections the server closes, certificate
-// failures, and the busy limit.
+// did not accept are retried), connections the server closes or that go
+// silent, certificate failures, and the busy limit.
 
+import { createSocket } from "node:dgram";
 import { readFile, rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDoh3Upstream, type Doh3UpstreamOptions } from "../../relay/src/transports/doh3.ts";
@@ -73,6 +74,32 @@ function upstream(server: H3DohServer, overrides: Partial<Doh3UpstreamOptions> =
 
 const live = () => AbortSignal.timeout(5000);
 
+/** A UDP relay in front of a server; only the current target's replies get back. */
+async function startUdpProxy(target: number) {
+  const front = createSocket("udp4");
+  const back = createSocket("udp4");
+  let client: { address: string; port: number } | undefined;
+  const proxy = {
+    port: 0,
+    target,
+    close() {
+      front.close();
+      back.close();
+    },
+  };
+  front.on("message", (packet, from) => {
+    client = from;
+    back.send(packet, proxy.target, "127.0.0.1");
+  });
+  back.on("message", (packet, from) => {
+    if (client && from.port === proxy.target) front.send(packet, client.port, client.address);
+  });
+  await new Promise<void>((resolve) => front.bind(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => back.bind(0, "127.0.0.1", resolve));
+  proxy.port = front.address().port;
+  return proxy;
+}
+
 /** Polls `check` every 10 ms until it holds (or fails the test after 3 s). */
 async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 3000;
@@ -103,6 +130,16 @@ describe("DoH3 upstream against quic-go's http3 server", () => {
       }
     });
   }
+
+  it("adds dns= to a GET path that already has a query string", async () => {
+    const h3 = upstream(overNsd, { method: "GET", path: "/dns-query?client=relay" });
+    try {
+      const answer = await h3.query(buildQuery("www.relay.test", 1, { id: 3 }), live());
+      expect(decodeMessage(answer).answers?.map((a) => a.data)).toEqual(["192.0.2.10"]);
+    } finally {
+      await h3.close();
+    }
+  });
 
   it("sends ID 0 on the wire for GET and POST alike", async () => {
     for (const method of ["POST", "GET"] as const) {
@@ -196,6 +233,31 @@ describe("DoH3 upstream against quic-go's http3 server", () => {
       expect(h3.poolStats()).toMatchObject({ open: 1, opened: 2, reconnects: 1, resumed: 1 });
     } finally {
       await h3.close();
+    }
+  });
+
+  it("gives up on a connection gone silent and opens a fresh one", async () => {
+    const proxy = await startUdpProxy(overNsd.port);
+    const h3 = upstream(overNsd, {
+      port: proxy.port,
+      connectTimeoutMs: 100,
+      handshakeTimeoutMs: 100,
+    });
+    try {
+      expect(readId(await h3.query(buildQuery("www.relay.test", 1, { id: 1 }), live()))).toBe(1);
+      // The address now leads to a server that never saw the connection and
+      // ignores it; the first one's goodbye never gets through.
+      proxy.target = overDelay.port;
+      const silent = await h3
+        .query(buildQuery("0.silent.h3.test", 1), AbortSignal.timeout(300))
+        .catch((e: unknown) => e);
+      expect((silent as UpstreamError).code).toBe("aborted");
+      const answer = await h3.query(buildQuery("0.fresh.h3.test", 1, { id: 2 }), live());
+      expect(readId(answer)).toBe(2);
+      expect(h3.poolStats()).toMatchObject({ opened: 2, reconnects: 1 });
+    } finally {
+      await h3.close();
+      proxy.close();
     }
   });
 
