@@ -276,6 +276,8 @@ export function createDoh3Upstream(options: Doh3UpstreamOptions): PooledUpstream
         }
         if (closed) throw new UpstreamError("closed", name);
         const failure = error instanceof UpstreamError ? error : undefined;
+        // quiche refused the write: the connection is no use any more.
+        if (failure?.code === "send") s.h3.close(H3_ERROR.internalError, failure);
         const retryable =
           s.h3.dead.signal.aborted || failure?.code === "send" || failure?.cause === NOT_PROCESSED;
         if (retryable && attempt++ < options.maxRetries) continue;

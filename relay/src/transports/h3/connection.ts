@@ -106,10 +106,6 @@ export class H3Connection {
     this.link.write(CONTROL_STREAM_ID, bytes, false);
   }
 
-  get inFlight(): number {
-    return this.requests.size;
-  }
-
   /** Requests may still be sent here (not dead, no GOAWAY). */
   get usable(): boolean {
     return !this.dead.signal.aborted && this.goawayId === undefined;
