@@ -9,7 +9,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const source = fileURLToPath(new URL("./h3-doh-server/main.go", import.meta.url));
@@ -19,30 +19,55 @@ const cacheDir = fileURLToPath(
 
 export const GOPATH = "/usr/share/gocode";
 
-/** Builds the server unless a binary for this source is cached; returns its path. */
+const DEBIAN_PACKAGES =
+  "golang-go golang-github-lucas-clemente-quic-go-dev golang-github-miekg-dns-dev";
+/** Files whose contents change when Debian ships another quic-go or miekg/dns. */
+const LIBRARY_STAMPS = [
+  "src/github.com/lucas-clemente/quic-go/http3/server.go",
+  "src/github.com/miekg/dns/version.go",
+];
+
+function go(args: string[], env?: NodeJS.ProcessEnv): string {
+  try {
+    return execFileSync("go", args, { encoding: "utf8", env, stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    const detail = (error as { stderr?: string }).stderr || (error as Error).message;
+    throw new Error(
+      `go ${args[0]} failed (on Debian: apt-get install ${DEBIAN_PACKAGES}):\n${detail}`,
+    );
+  }
+}
+
+/**
+ * Builds the server unless a binary for this source, Go and libraries is
+ * cached; returns its path.
+ */
 export function buildH3DohServer(): string {
-  const goVersion = execFileSync("go", ["version"], { encoding: "utf8" }).trim();
   const hash = createHash("sha256")
     .update(readFileSync(source))
-    .update(goVersion)
-    .digest("hex")
-    .slice(0, 16);
-  const binary = `${cacheDir}/h3-doh-server-${hash}`;
+    .update(go(["version"]));
+  for (const stamp of LIBRARY_STAMPS) {
+    const path = `${GOPATH}/${stamp}`;
+    hash.update(existsSync(path) ? readFileSync(path) : "missing");
+  }
+  const binary = `${cacheDir}/h3-doh-server-${hash.digest("hex").slice(0, 16)}`;
   if (existsSync(binary)) return binary;
   mkdirSync(cacheDir, { recursive: true });
   // Built beside its final name and renamed: a concurrent build never leaves half a binary.
   const partial = `${binary}.${process.pid}.partial`;
-  execFileSync("go", ["build", "-o", partial, source], {
-    env: {
-      ...process.env,
-      GO111MODULE: "off",
-      GOPATH,
-      GOFLAGS: "",
-      GOCACHE: `${cacheDir}/gocache`,
-    },
-    stdio: ["ignore", "ignore", "pipe"],
+  go(["build", "-o", partial, source], {
+    ...process.env,
+    GO111MODULE: "off",
+    GOPATH,
+    GOFLAGS: "",
+    GOCACHE: `${cacheDir}/gocache`,
   });
   renameSync(partial, binary);
+  // Binaries of earlier sources are of no further use.
+  for (const file of readdirSync(cacheDir)) {
+    const path = `${cacheDir}/${file}`;
+    if (/^h3-doh-server-[0-9a-f]+$/.test(file) && path !== binary) rmSync(path, { force: true });
+  }
   return binary;
 }
 
