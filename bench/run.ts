@@ -31,6 +31,7 @@ import { exampleConfigOnLoopback, idleRssKb, machineNode } from "../test/support
 import { benchBlocklist, blocklistTable } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
+import { benchDoh3, doh3Table } from "./doh3.ts";
 import { benchDoq } from "./doq.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
@@ -157,6 +158,8 @@ const NEEDS: Record<string, string> = {
   dnsperf: "dnsperf",
   openssl: "openssl",
   ss: "iproute2",
+  // The HTTP/3 DoH server of bench/doh3.ts, built from source in GOPATH mode.
+  go: "golang-go golang-github-lucas-clemente-quic-go-dev golang-github-miekg-dns-dev",
 };
 
 /** Commands the bench needs that are not installed. */
@@ -535,6 +538,18 @@ async function main(): Promise<number> {
           `| ${row.concurrency} | ${row.qps.toFixed(0)} | ${row.avgMs.toFixed(2)} | ${row.cpuMsPerQuery.toFixed(3)} |`,
       ),
     ];
+    const doh3 = await benchDoh3({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
+    const doh3Section = [
+      "## DoH3 beside DoH over HTTP/2 (relay transports)",
+      "",
+      "bench/doh3.ts: the relay's h3:// upstream (relay/src/transports/doh3.ts, on the same quiche link",
+      "as DoQ) and its https:// upstream (doh-h2.ts, pool size 1), POST, each on one connection to the",
+      "same Go server in another process (quic-go 0.29's http3 and net/http's HTTP/2 around one handler",
+      "answering from memory), so the rows differ only in the HTTP version. Compare the CPU column with",
+      "DoQ's above; q/s here includes the Go server's own cost.",
+      "",
+      ...doh3Table(doh3),
+    ];
     const blocklist = await benchBlocklist();
     const compiled1m = blocklist.find((r) => r.kind === "compiled");
     process.stdout.write(
@@ -611,6 +626,7 @@ async function main(): Promise<number> {
         workersLines,
         statsdLines,
         doqSection,
+        doh3Section,
         blocklistSection,
         workerSection,
       ],

@@ -493,10 +493,23 @@ describe("relay-only rules", () => {
     );
   });
 
-  it("rejects h3:// with what to use instead", () => {
-    expect(relayError({ upstreams: [{ name: "a", url: "h3://dns.example/dns-query" }] })).toBe(
-      "upstreams[0].url: the relay cannot speak h3:// (no HTTP/3 in Node); use https://",
-    );
+  it("takes h3:// with a method and TLS options, as for https://", () => {
+    const { config } = parseRelayConfig({
+      upstreams: [
+        {
+          name: "a",
+          url: "h3://dns.example:8443/q",
+          method: "GET",
+          tls_servername: "dns.test",
+          pool: { max_in_flight: 50 },
+        },
+      ],
+    });
+    const upstream = config.upstreams[0];
+    expect(upstream?.url).toMatchObject({ protocol: "h3", port: 8443, path: "/q" });
+    expect(upstream?.method).toBe("GET");
+    expect(upstream?.tls_servername).toBe("dns.test");
+    expect(upstream?.pool.max_in_flight).toBe(50);
   });
 
   it("rejects the worker's relays section", () => {
@@ -658,14 +671,14 @@ describe("the edge worker", () => {
     ).toMatch(/^upstreams\[0\]\.ca: the edge worker verifies against the platform's CA store/);
   });
 
-  it("fetches h3:// itself, and rejects it through a relay that cannot speak it", () => {
+  it("fetches h3:// itself, or through a relay (which speaks HTTP/3)", () => {
     const { config } = parseWorkerConfig({ upstreams: [{ name: "a", url: "h3://dns.example" }] });
     expect(config.upstreams[0]?.url.protocol).toBe("h3");
-    expect(
-      workerError({ relays, upstreams: [{ name: "a", url: "h3://dns.example", via: "home" }] }),
-    ).toBe(
-      "upstreams[0].url: the relay cannot speak h3:// (no HTTP/3 in Node); use https://, or drop via to let the worker fetch it",
-    );
+    const via = parseWorkerConfig({
+      relays,
+      upstreams: [{ name: "a", url: "h3://dns.example", via: "home" }],
+    });
+    expect(via.config.upstreams[0]?.via).toBe("home");
   });
 
   it("rejects TLS options fetch cannot honour", () => {

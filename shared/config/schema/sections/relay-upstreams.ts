@@ -105,9 +105,6 @@ export function finalizeRelayUpstreams(raw: RawRelayUpstream[], check: Checker):
     if (entry.via !== undefined) {
       check.error(at("via"), "edge-only key: the relay reaches its upstreams itself; remove via");
     }
-    if (base.url.protocol === "h3") {
-      check.error(at("url"), "the relay cannot speak h3:// (no HTTP/3 in Node); use https://");
-    }
     upstreams.push({ ...base, pool: entry.pool ?? poolSchema.parse({}) });
   });
   return { upstreams, files };

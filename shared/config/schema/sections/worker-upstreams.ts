@@ -45,12 +45,6 @@ function checkVia(
       relayNames.size === 0 ? "no relays are configured" : `relays: ${[...relayNames].join(", ")}`;
     check.error(at("via"), `unknown relay "${entry.via}" (${known})`);
   }
-  if (base.url.protocol === "h3") {
-    check.error(
-      at("url"),
-      "the relay cannot speak h3:// (no HTTP/3 in Node); use https://, or drop via to let the worker fetch it",
-    );
-  }
   for (const key of TLS_KEYS) {
     if (entry[key] !== undefined) {
       check.error(
