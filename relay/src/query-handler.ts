@@ -1,8 +1,9 @@
 // The per-query path every listener uses: ACL → per-client limits →
 // resolver (with a signal tied to the client and to shutdown; it answers
-// FORMERR for an unreadable question) → answer. Every accepted query gets an answer: the resolver's,
-// or SERVFAIL if it throws. Returns undefined only when nothing can be
-// answered (no readable ID).
+// FORMERR for an unreadable question) → answer. Every accepted query gets an
+// answer: the resolver's, or SERVFAIL if it throws. Returns undefined, and
+// answers nothing, for bytes shorter than a DNS header (no ID to answer) and
+// for a message with the QR bit set (a response: answering could loop).
 
 import { type Cidr, cidrContains, normalizeIp, tryParseIp } from "../../shared/config/ip.ts";
 import { rcodeText } from "../../shared/dns/codes.ts";

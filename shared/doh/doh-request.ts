@@ -3,11 +3,14 @@
 // error. HTTP errors only for HTTP problems; DNS problems are answered in DNS.
 
 import { buildQuery, NameSyntaxError } from "../dns/query.ts";
-import { MAX_MESSAGE_SIZE, readHeader, rrTypeFromName } from "../dns/wire.ts";
+import { EDNS_UDP_SIZE, MAX_MESSAGE_SIZE, readHeader, rrTypeFromName } from "../dns/wire.ts";
 import { decodeBase64Url } from "./base64url.ts";
+import { readBoundedBody } from "./bounded-body.ts";
 
 export const DNS_MESSAGE = "application/dns-message";
 export const DNS_JSON = "application/dns-json";
+/** Where DoH is served (RFC 8484 §3's example path, used by every public resolver). */
+export const DOH_PATH = "/dns-query";
 
 export type DohQuery =
   | { format: "wire"; query: Uint8Array }
@@ -43,7 +46,7 @@ export async function readDohRequest(request: Request): Promise<DohRequestResult
   if (request.method === "POST") {
     const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== DNS_MESSAGE) return fail(415, `content-type must be ${DNS_MESSAGE}`);
-    const body = await readBody(request, MAX_MESSAGE_SIZE);
+    const body = await readBoundedBody(request, MAX_MESSAGE_SIZE);
     if (body === "too_large") return fail(413, "body larger than 65535 bytes");
     return checkWireQuery(body);
   }
@@ -68,7 +71,7 @@ export function readJsonQuery(url: URL): DohRequestResult {
     const query = buildQuery(fqdn, type, {
       dnssecOk: flag("do"),
       checkingDisabled: flag("cd"),
-      ednsUdpSize: 1232,
+      ednsUdpSize: EDNS_UDP_SIZE,
     });
     return { ok: true, value: { format: "json", query, name: fqdn, type } };
   } catch (error) {
@@ -88,31 +91,4 @@ function checkWireQuery(bytes: Uint8Array): DohRequestResult {
   if (header.qr) return fail(400, "not a DNS query: QR bit set");
   if (header.qdcount !== 1) return fail(400, "not a DNS query: expected one question");
   return { ok: true, value: { format: "wire", query: bytes } };
-}
-
-/** Reads at most `limit` bytes of a body without buffering more than that. */
-async function readBody(request: Request, limit: number): Promise<Uint8Array | "too_large"> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > limit) return "too_large";
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return "too_large";
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }

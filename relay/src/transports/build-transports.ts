@@ -3,12 +3,14 @@
 // key path, never a silent fallback.
 
 import { readFileSync } from "node:fs";
+import { formatHostPort } from "../../../shared/config/ip.ts";
 import {
   ConfigError,
   type ConfigProblem,
   type RelayConfig,
   type RelayUpstreamConfig,
 } from "../../../shared/config/schema.ts";
+import { DOH_PATH } from "../../../shared/doh/doh-request.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
@@ -87,15 +89,14 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
       // speak HTTP/1.1: Node's fetch keeps those connections alive and pooled.
       return createFetchDohUpstream({
         name,
-        url: `http://${url.hostKind === "ipv6" ? `[${url.host}]` : url.host}:${url.port}${url.path ?? "/dns-query"}`,
+        url: `http://${formatHostPort(url)}${url.path ?? DOH_PATH}`,
         method: upstream.method ?? "POST",
       });
     case "https": {
-      const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
       return createDohH2Upstream({
         name,
-        origin: `https://${host}:${url.port}`,
-        path: url.path ?? "/dns-query",
+        origin: `https://${formatHostPort(url)}`,
+        path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
         poolSize: pool.size,
         maxInFlight: pool.max_in_flight,
