@@ -4,13 +4,8 @@
 // "." matches every name. One Map probe per label of the query name, up to
 // the deepest configured zone.
 
-import {
-  canonicalName,
-  createExceptMatcher,
-  labelCount,
-  type NameMatcher,
-  someSuffix,
-} from "./except.ts";
+import { createSuffixSet } from "../policy/suffix-set.ts";
+import { canonicalName, labelCount, type NameMatcher, someSuffix } from "./except.ts";
 
 /** What the table needs from a route: its zones and, optionally, its except list. */
 export interface RoutableRoute {
@@ -76,5 +71,5 @@ export function createRouteTable<R extends RoutableRoute>(routes: readonly R[]):
 function toMatcher(except: RoutableRoute["except"]): NameMatcher | undefined {
   if (except === undefined) return undefined;
   if ("matches" in except) return except;
-  return except.length === 0 ? undefined : createExceptMatcher(except);
+  return except.length === 0 ? undefined : createSuffixSet(except);
 }
