@@ -1,4 +1,4 @@
-// The upstream URL grammar (SPEC §2, fanout-compatible):
+// The upstream URL grammar (README, `upstreams[]`; fanout-compatible):
 //   1.2.3.4  1.2.3.4:5353  [2001:db8::1]:53  2001:db8::1  dns.example:53   → udp
 //   udp:// tcp:// tls:// quic://host[:port]
 //   https:// http:// h3://host[:port][/path]   (path defaults to /dns-query)

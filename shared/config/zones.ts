@@ -1,4 +1,4 @@
-// Route lookup by zone (SPEC §3): the longest matching zone wins; a name on
+// Route lookup by zone (README, `routes[]`): the longest matching zone wins; a name on
 // that route's except list skips it and falls to the next candidate — another
 // route declared for the same zone first, then the next-longer parent zone.
 // "." matches every name. One Map probe per label of the query name, up to
