@@ -38,7 +38,7 @@ export interface UpstreamUrl {
   readonly host: string;
   readonly hostKind: HostKind;
   readonly port: number;
-  /** DoH only (https, http, h3): path plus any query string; DOH_PATH ("/dns-query") when none is written. */
+  /** DoH only (https, http, h3): path plus any query string; DOH_PATH when none is written. */
   readonly path?: string;
   /** Normalized form: scheme://host[:port][path], the port only when not the default. */
   readonly href: string;

@@ -2,11 +2,44 @@
 // (DoH requests, DoH answers, the relay's origin endpoint): at most `limit`
 // bytes are buffered. A declared or streamed body past the limit is
 // "too_large" and the rest is never read. The bytes returned are a fresh
-// copy the caller owns.
+// copy the caller owns. readBoundedBody reads web streams; a reader fed by
+// events (a Node stream's "data") uses createBoundedBytes directly.
 
 export interface BodySource {
   readonly headers: Headers;
   readonly body: ReadableStream<Uint8Array> | null;
+}
+
+/** Chunks kept up to a limit. */
+export interface BoundedBytes {
+  /** Keeps `chunk`; false (and keeps nothing more) once the total passes the limit. */
+  push(chunk: Uint8Array): boolean;
+  /** Everything kept, joined in fresh memory the caller may write into (e.g. an ID). */
+  bytes(): Uint8Array;
+}
+
+export function createBoundedBytes(limit: number): BoundedBytes {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let over = false;
+  return {
+    push(chunk) {
+      over ||= size + chunk.byteLength > limit;
+      if (over) return false;
+      size += chunk.byteLength;
+      chunks.push(chunk);
+      return true;
+    },
+    bytes() {
+      const out = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) {
+        out.set(chunk, offset);
+        offset += chunk.byteLength;
+      }
+      return out;
+    },
+  };
 }
 
 /**
@@ -26,31 +59,17 @@ export async function readBoundedBody(
   const stop = () => reader.cancel(signal?.reason).catch(() => {});
   signal?.addEventListener("abort", stop, { once: true });
   try {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
+    const kept = createBoundedBytes(limit);
     for (;;) {
       const { done, value } = await reader.read();
       signal?.throwIfAborted(); // a cancelled read ends as if the body had
-      if (done) return concat(chunks, size);
-      size += value.byteLength;
-      if (size > limit) {
+      if (done) return kept.bytes();
+      if (!kept.push(value)) {
         await stop();
         return "too_large";
       }
-      chunks.push(value);
     }
   } finally {
     signal?.removeEventListener("abort", stop);
   }
-}
-
-/** The chunks joined in fresh memory: the caller may write into it (e.g. an ID). */
-function concat(chunks: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }

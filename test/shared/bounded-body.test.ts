@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { readBoundedBody } from "../../shared/doh/bounded-body.ts";
+import { createBoundedBytes, readBoundedBody } from "../../shared/doh/bounded-body.ts";
 
 /** A body of `chunks` chunks of `size` bytes each, counting how many were pulled. */
 function counted(chunks: number, size: number) {
@@ -89,5 +89,23 @@ describe("readBoundedBody", () => {
     const signal = AbortSignal.abort(new Error("gone"));
     await expect(readBoundedBody(source(body), 100, signal)).rejects.toThrow("gone");
     expect(stats.pulled).toBe(0);
+  });
+});
+
+describe("createBoundedBytes", () => {
+  it("keeps chunks up to the limit and refuses the one that passes it", () => {
+    const kept = createBoundedBytes(5);
+    expect(kept.push(Uint8Array.from([1, 2]))).toBe(true);
+    expect(kept.push(Uint8Array.from([3, 4, 5]))).toBe(true);
+    expect(kept.push(Uint8Array.from([6]))).toBe(false);
+    expect(Array.from(kept.bytes())).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("keeps nothing more once refused, even what would still fit", () => {
+    const kept = createBoundedBytes(5);
+    expect(kept.push(Uint8Array.from([1, 2, 3]))).toBe(true);
+    expect(kept.push(Uint8Array.from([4, 5, 6]))).toBe(false);
+    expect(kept.push(Uint8Array.from([7]))).toBe(false);
+    expect(Array.from(kept.bytes())).toEqual([1, 2, 3]);
   });
 });
