@@ -3,8 +3,8 @@
 // 500 lines or a function in one is longer than 80 (the project's limits:
 // small files with one idea each, functions that fit on a screen). A
 // function's lines run from its first line to its last, nested functions
-// included, as they are read. Arguments: folders to check (default: the
-// repo's edge-worker/, relay/ and shared/).
+// included, as they are read. Arguments: folders or files to check
+// (default: the repo's edge-worker/, relay/ and shared/).
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import ts from "typescript";
@@ -19,6 +19,10 @@ const folders =
     : ["edge-worker", "relay", "shared"].map((f) => join(repo, f));
 
 function* sourceFiles(dir) {
+  if (!statSync(dir).isDirectory()) {
+    yield dir;
+    return;
+  }
   for (const entry of readdirSync(dir)) {
     if (entry === "node_modules" || entry.startsWith(".")) continue;
     const path = join(dir, entry);
