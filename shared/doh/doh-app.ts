@@ -28,6 +28,8 @@ export interface DohAppOptions {
   path?: string;
   /** The runtime's connection info (the relay's: @hono/node-server/conninfo). */
   getConnInfo?: GetConnInfo;
+  /** How long a POST body may take to arrive (408 after); unbounded when unset. */
+  bodyTimeoutMs?: number;
 }
 
 const text = (body: string, status: number) =>
@@ -86,7 +88,9 @@ export function createDohApp(options: DohAppOptions): Hono {
     });
   };
 
-  app.on(["GET", "POST"], path, async (c) => respond(c, await readDohRequest(c.req.raw)));
+  app.on(["GET", "POST"], path, async (c) =>
+    respond(c, await readDohRequest(c.req.raw, options.bodyTimeoutMs)),
+  );
   app.all(path, () => text("method not allowed: use GET or POST", 405));
   app.get("/resolve", async (c) => respond(c, readJsonQuery(new URL(c.req.url))));
   app.all("/resolve", () => text("method not allowed: use GET", 405));

@@ -16,18 +16,26 @@ export type DohQuery =
   | { format: "wire"; query: Uint8Array }
   | { format: "json"; query: Uint8Array; name: string; type: number };
 
+type HttpError = 400 | 405 | 408 | 413 | 415;
+
 export type DohRequestResult =
   | { ok: true; value: DohQuery }
-  | { ok: false; status: 400 | 405 | 413 | 415; message: string };
+  | { ok: false; status: HttpError; message: string };
 
-const fail = (status: 400 | 405 | 413 | 415, message: string): DohRequestResult => ({
+const fail = (status: HttpError, message: string): DohRequestResult => ({
   ok: false,
   status,
   message,
 });
 
-/** Reads a DoH request on the dns-query path (GET ?dns=, POST body, or JSON when asked). */
-export async function readDohRequest(request: Request): Promise<DohRequestResult> {
+/**
+ * Reads a DoH request on the dns-query path (GET ?dns=, POST body, or JSON
+ * when asked). A POST body must arrive within `bodyTimeoutMs` when given (408).
+ */
+export async function readDohRequest(
+  request: Request,
+  bodyTimeoutMs?: number,
+): Promise<DohRequestResult> {
   const url = new URL(request.url);
   if (request.method === "GET" || request.method === "HEAD") {
     const dns = url.searchParams.get("dns");
@@ -46,7 +54,14 @@ export async function readDohRequest(request: Request): Promise<DohRequestResult
   if (request.method === "POST") {
     const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== DNS_MESSAGE) return fail(415, `content-type must be ${DNS_MESSAGE}`);
-    const body = await readBoundedBody(request, MAX_MESSAGE_SIZE);
+    const deadline = bodyTimeoutMs === undefined ? undefined : AbortSignal.timeout(bodyTimeoutMs);
+    let body: Uint8Array | "too_large";
+    try {
+      body = await readBoundedBody(request, MAX_MESSAGE_SIZE, deadline);
+    } catch (error) {
+      if (deadline?.aborted) return fail(408, "request body not received in time");
+      throw error;
+    }
     if (body === "too_large") return fail(413, "body larger than 65535 bytes");
     return checkWireQuery(body);
   }

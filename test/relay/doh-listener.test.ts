@@ -2,7 +2,10 @@
 // HTTP/1.1 over TLS and h2c; the ACL sees the connection's address (Hono's
 // getConnInfo), never a header; DoH is served at listen.doh.path only.
 
+import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { connect as connectH2 } from "node:http2";
+import { connect as connectTls } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
@@ -28,6 +31,7 @@ let certs: TestCertificates;
 let tls: Relay;
 let plain: Relay;
 let closed: Relay;
+let tuned: Relay;
 
 const upstreams = () => [{ name: "nsd", url: `udp://127.0.0.1:${nsd.port}` }];
 const routes = [{ zones: ["."], upstreams: ["nsd"] }];
@@ -38,7 +42,7 @@ beforeAll(async () => {
     createTestCertificates(),
   ]);
   const doh = { addr: "127.0.0.1:8443", cert: certs.certFile, key: certs.keyFile };
-  [tls, plain, closed] = await Promise.all([
+  [tls, plain, closed, tuned] = await Promise.all([
     startTestRelay({ listen: { doh }, upstreams: upstreams(), routes }),
     startTestRelay({
       listen: { doh: { addr: "127.0.0.1:8080", path: "/q" } },
@@ -47,11 +51,16 @@ beforeAll(async () => {
     }),
     // Open to 10.0.0.0/8 only: loopback clients are refused whatever they claim.
     startTestRelay({ listen: { doh }, allow: ["10.0.0.0/8"], upstreams: upstreams(), routes }),
+    startTestRelay({
+      listen: { doh: { ...doh, read_timeout: "300ms", idle_timeout: "3s" } },
+      upstreams: upstreams(),
+      routes,
+    }),
   ]);
 }, 30_000);
 
 afterAll(async () => {
-  await Promise.all([tls, plain, closed].map((r) => r?.shutdown(1000)));
+  await Promise.all([tls, plain, closed, tuned].map((r) => r?.shutdown(1000)));
   await nsd?.stop();
   if (certs) await rm(certs.dir, { recursive: true, force: true });
 });
@@ -113,6 +122,72 @@ describe("DoH listener on @hono/node-server", () => {
       expect(readEdns(r.body)?.options.find((o) => o.code === 15)?.data[1]).toBe(
         EdeCode.PROHIBITED,
       );
+    }
+  });
+});
+
+describe("DoH listener deadlines over TLS (read_timeout 300ms, idle_timeout 3s)", () => {
+  /** How long the listener keeps a TLS connection that sends `bytes` and stops. */
+  const heldFor = (alpn: string, bytes: string) =>
+    new Promise<number>((resolve, reject) => {
+      const started = performance.now();
+      const socket = connectTls(
+        {
+          port: portOf(tuned, "doh"),
+          host: "127.0.0.1",
+          servername: "localhost",
+          ca: readFileSync(certs.caFile),
+          ALPNProtocols: [alpn],
+        },
+        () => socket.write(bytes),
+      );
+      socket.setTimeout(2500, () => reject(new Error("still open at 2.5 s")));
+      socket.on("data", () => {});
+      socket.on("close", () => resolve(performance.now() - started));
+      socket.on("error", () => {});
+    });
+
+  it("drops a connection whose first request's headers stall, HTTP/1.1 and h2", async () => {
+    const h1 = await heldFor("http/1.1", "POST /dns-query HTTP/1.1\r\nhost: x\r\n");
+    const h2 = await heldFor("h2", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    for (const ms of [h1, h2]) {
+      expect(ms).toBeGreaterThanOrEqual(250);
+      expect(ms).toBeLessThan(1500); // well before idle_timeout
+    }
+  });
+
+  it("answers 408 to a POST whose body stalls, and the session goes on", async () => {
+    const session = connectH2(`https://localhost:${portOf(tuned, "doh")}`, {
+      ca: readFileSync(certs.caFile),
+    });
+    try {
+      const query = buildQuery("www.relay.test", 1, { id: 0x3001 });
+      const started = performance.now();
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/dns-query",
+        "content-type": "application/dns-message",
+        "content-length": String(query.length + 10),
+      });
+      stream.write(query); // ten bytes short, and then nothing
+      const status = await new Promise<number>((resolve, reject) => {
+        stream.on("response", (h) => resolve(Number(h[":status"])));
+        stream.on("error", reject);
+      });
+      expect(status).toBe(408);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+      stream.close();
+      const dns = encodeBase64Url(buildQuery("www.relay.test", 1, { id: 0x3002 }));
+      const next = session.request({ ":path": `/dns-query?dns=${dns}` });
+      const body = await new Promise<Uint8Array>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        next.on("data", (c: Buffer) => chunks.push(c));
+        next.on("end", () => resolve(new Uint8Array(Buffer.concat(chunks))));
+        next.on("error", reject);
+      });
+      expect(readId(body)).toBe(0x3002);
+    } finally {
+      session.close();
     }
   });
 });

@@ -23,6 +23,7 @@ export function startDohListener(options: {
   const app = createDohApp({
     path: config.path,
     getConnInfo,
+    bodyTimeoutMs: config.read_timeout,
     async resolve(query, context) {
       const answer = await handler.handle(query, {
         address: context.clientAddress ?? "",

@@ -3,9 +3,10 @@
 // listener: HTTP/2 with HTTP/1.1 fallback (ALPN) over TLS when cert/key are
 // set; plain HTTP/1.1 otherwise, plus h2c with prior knowledge (the
 // connection preface is sniffed). It applies the stream-listener tuning:
-// max_connections, a TLS handshake and request-header deadline of
-// read_timeout, idle_timeout on a connection with no request in flight, and
-// max_queries_per_connection.
+// max_connections; read_timeout for the TLS handshake, for the first
+// request's headers (and every request's on plain HTTP/1.1); idle_timeout on
+// a connection with no request in flight; max_queries_per_connection. The
+// apps bound how long a body may take (408).
 
 import { readFileSync } from "node:fs";
 import {
@@ -174,8 +175,13 @@ function createConnectionTracker(config: FrontConfig) {
   };
 }
 
-/** HTTP/2 with HTTP/1.1 fallback over TLS. */
+/**
+ * HTTP/2 with HTTP/1.1 fallback over TLS. Node's HTTP/1.1 header deadline
+ * does not reach this server, so a connection whose first request's headers
+ * have not arrived within read_timeout of the handshake is dropped here.
+ */
 function secureServer(config: FrontConfig, handle: Handle, tracker: Tracker) {
+  const awaitingHeaders = new WeakMap<Socket, () => void>();
   const h2 = createSecureServer(
     {
       allowHTTP1: true,
@@ -183,13 +189,30 @@ function secureServer(config: FrontConfig, handle: Handle, tracker: Tracker) {
       key: readFileSync(config.key as string),
       handshakeTimeout: config.read_timeout,
     },
-    handle,
+    (req, res) => {
+      // The HTTP/1.1 fallback's requests are Node's IncomingMessage, on the TLS socket.
+      if (req.httpVersionMajor === 1) awaitingHeaders.get(req.socket)?.();
+      handle(req, res);
+    },
   );
+  const headerDeadline = (drop: () => void) => {
+    const timer = setTimeout(drop, config.read_timeout);
+    return () => clearTimeout(timer);
+  };
   h2.on("secureConnection", (socket: TLSSocket) => {
     // HTTP/2 connections are tracked by their session instead.
-    if (socket.alpnProtocol !== "h2") tracker.socket(socket);
+    if (socket.alpnProtocol === "h2") return;
+    tracker.socket(socket);
+    const clear = headerDeadline(() => socket.destroy());
+    awaitingHeaders.set(socket, clear);
+    socket.once("close", clear);
   });
-  h2.on("session", tracker.session);
+  h2.on("session", (session: Http2Session) => {
+    tracker.session(session);
+    const clear = headerDeadline(() => session.destroy());
+    session.once("stream", clear);
+    session.once("close", clear);
+  });
   return { server: h2 as Server, closeExtra: () => {} };
 }
 

@@ -91,7 +91,7 @@ interface ConnectionContext extends StreamListenerOptions {
 
 /** Reads framed queries from one connection and writes each answer when it is ready. */
 function serveConnection(socket: Socket, context: ConnectionContext): void {
-  const { config, protocol } = context;
+  const { config } = context;
   const client = new AbortController();
   const reader = createFrameReader();
   let inFlight = 0;
