@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { connect as connectH2 } from "node:http2";
+import { connect as connectTcp } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Relay } from "../../relay/src/relay.ts";
@@ -122,6 +123,26 @@ describe("DoH listener on @hono/node-server", () => {
       expect(readEdns(r.body)?.options.find((o) => o.code === 15)?.data[1]).toBe(
         EdeCode.PROHIBITED,
       );
+    }
+  });
+});
+
+describe("DoH listener input no URL can be made of", () => {
+  it("answers 400 to a bad Host header, not 500", async () => {
+    const port = portOf(plain, "doh");
+    for (const host of ["exa%mple", "x y", "[::1"]) {
+      const status = await new Promise<string>((resolve, reject) => {
+        let got = "";
+        const socket = connectTcp(port, "127.0.0.1", () =>
+          socket.write(`GET /q?dns=AAAB HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`),
+        );
+        socket.on("data", (chunk) => {
+          got += chunk;
+        });
+        socket.on("close", () => resolve(got.split("\r\n")[0] ?? ""));
+        socket.on("error", reject);
+      });
+      expect(status, host).toBe("HTTP/1.1 400 Bad Request");
     }
   });
 });

@@ -23,7 +23,7 @@ import {
 } from "node:http2";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { getRequestListener } from "@hono/node-server";
+import { getRequestListener, RequestError } from "@hono/node-server";
 import type { StreamListenerConfig } from "../../../shared/config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
@@ -69,6 +69,8 @@ export async function startHttpFront(options: HttpFrontOptions): Promise<Listene
     // The relay's own fetch calls keep the platform's Request and Response.
     overrideGlobalObjects: false,
     errorHandler(error) {
+      // A request no URL can be made of (a bad Host header, say) is the client's fault.
+      if (error instanceof RequestError) return new Response("bad request\n", { status: 400 });
       logger.warn(`${name} request failed`, { error });
       return new Response(null, { status: 500 });
     },
