@@ -3,7 +3,8 @@
 // relay's origin endpoint (`via`).
 
 import { formatHostPort } from "../../shared/config/ip.ts";
-import type { WorkerConfig, WorkerUpstreamConfig } from "../../shared/config/schema.ts";
+import type { WorkerUpstreamConfig } from "../../shared/config/schema/sections/worker-upstreams.ts";
+import type { WorkerConfig } from "../../shared/config/schema/worker.ts";
 import { DOH_PATH } from "../../shared/doh/doh-request.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";

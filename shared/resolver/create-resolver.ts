@@ -21,7 +21,7 @@ import { createHealthTracker, type UpstreamHealth } from "../engine/health.ts";
 import { createHealthChecker, type HealthChecker } from "../engine/health-check.ts";
 import type { PolicyConfig } from "../engine/policies.ts";
 import { createDnsProbe, createHttpProbe } from "../engine/probes.ts";
-import { createRace, type Race } from "../engine/race.ts";
+import { createRace, type Race, toServfail } from "../engine/race.ts";
 import { createCryptoRandom, type Random } from "../engine/random.ts";
 import type { Upstream } from "../engine/upstream.ts";
 
@@ -220,7 +220,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       }
       return {
         kind: "servfail",
-        answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
+        answer: toServfail(query, result),
         route: route.name,
         error: result.error,
       };

@@ -25,6 +25,7 @@ function failure(parse: () => unknown): ConfigError {
 const relayError = (input: unknown) => failure(() => parseRelayConfig(input)).message;
 const workerError = (input: unknown) => failure(() => parseWorkerConfig(input)).message;
 const one = { upstreams: [{ name: "a", url: "1.1.1.1" }] };
+const httpsOne = { upstreams: [{ name: "a", url: "https://x.example" }] };
 const withRoute = (route: Record<string, unknown>, upstreams = one.upstreams) => ({
   upstreams,
   routes: [{ upstreams: upstreams.map((u) => u.name), ...route }],
@@ -283,6 +284,30 @@ describe("config errors name the key path in one line", () => {
       "routes[0].weighted_random_server_count: unknown key; use server_count",
     );
     expect(relayError({ ...one, "odd key": 1 })).toBe('["odd key"]: unknown key');
+  });
+
+  it("offers the snake_case spelling of any key the schema takes, read from the schema itself", () => {
+    // Keys a hand-kept list once missed: log.level, listener addr, match.suffix.
+    expect(relayError({ ...one, log: { Level: "info" } })).toBe(
+      "log.Level: unknown key; keys are snake_case: level",
+    );
+    const tcp = failure(() =>
+      parseRelayConfig({ ...one, listen: { tcp: { ADDR: "127.0.0.1:53" } } }),
+    );
+    expect(tcp.problems).toContainEqual({
+      path: ["listen", "tcp", "ADDR"],
+      message: "unknown key; keys are snake_case: addr",
+    });
+    expect(
+      workerError({ ...httpsOne, rules: [{ match: { Suffix: "x." }, action: "block" }] }),
+    ).toBe("rules[0].match.Suffix: unknown key; keys are snake_case: suffix");
+    // The other runtime's top-level keys, so that the next message can say whose they are.
+    expect(relayError({ ...one, Relays: [] })).toBe(
+      "Relays: unknown key; keys are snake_case: relays",
+    );
+    expect(workerError({ ...httpsOne, Listen: {} })).toBe(
+      "Listen: unknown key; keys are snake_case: listen",
+    );
   });
 
   it("wrong types and missing keys", () => {
@@ -688,6 +713,12 @@ describe("the edge worker", () => {
   it("rejects relay-only settings with a message saying so", () => {
     expect(
       workerError({ upstreams: [{ name: "a", url: "https://x.example", pool: { size: 2 } }] }),
+    ).toBe(
+      "upstreams[0].pool: relay-only key: the edge worker keeps no connection pools; remove pool",
+    );
+    // The worker does not load the pool's schema: whatever the pool holds, the key is refused.
+    expect(
+      workerError({ upstreams: [{ name: "a", url: "https://x.example", pool: { size: 0 } }] }),
     ).toBe(
       "upstreams[0].pool: relay-only key: the edge worker keeps no connection pools; remove pool",
     );
