@@ -1,7 +1,9 @@
 // Builds the Upstream for each configured upstream by protocol.
 
 import { readFileSync } from "node:fs";
+import { formatHostPort } from "../../../shared/config/ip.ts";
 import type { RelayConfig, RelayUpstreamConfig } from "../../../shared/config/schema.ts";
+import { DOH_PATH } from "../../../shared/doh/doh-request.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
@@ -58,15 +60,14 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
       // speak HTTP/1.1: Node's fetch keeps those connections alive and pooled.
       return createFetchDohUpstream({
         name,
-        url: `http://${url.hostKind === "ipv6" ? `[${url.host}]` : url.host}:${url.port}${url.path ?? "/dns-query"}`,
+        url: `http://${formatHostPort(url)}${url.path ?? DOH_PATH}`,
         method: upstream.method ?? "POST",
       });
     case "https": {
-      const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
       return createDohH2Upstream({
         name,
-        origin: `https://${host}:${url.port}`,
-        path: url.path ?? "/dns-query",
+        origin: `https://${formatHostPort(url)}`,
+        path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
         poolSize: pool.size,
         maxInFlight: pool.max_in_flight,
@@ -83,7 +84,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         name,
         host: url.host,
         port: url.port,
-        path: url.path ?? "/dns-query",
+        path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
         ...tlsOptions(upstream),
         connectTimeoutMs: pool.connect_timeout,
