@@ -74,19 +74,36 @@ function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlockl
     config.cache,
   );
   const pluginLog = createLogThrottle(10_000);
+  const printLog = createLogThrottle(10_000);
   const plugins =
     config.plugins.entries.length > 0
-      ? createPluginChain(config.plugins, (plugin, error) => {
-          const take = pluginLog.take();
-          if (take) {
-            logger.warn("plugin failed", {
-              plugin,
-              code: error.code,
-              error: error.message,
-              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-            });
-          }
-        })
+      ? createPluginChain(
+          config.plugins,
+          (plugin, error) => {
+            const take = pluginLog.take();
+            if (take) {
+              logger.warn("plugin failed", {
+                plugin,
+                code: error.code,
+                error: error.message,
+                ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+              });
+            }
+          },
+          {
+            // A Lua script's print(): a debugging aid, throttled like failures.
+            onPrint: (plugin, line) => {
+              const take = printLog.take();
+              if (take) {
+                logger.info("plugin print", {
+                  plugin,
+                  line,
+                  ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+                });
+              }
+            },
+          },
+        )
       : undefined;
   const resolver = createPolicyResolver(
     cached,

@@ -359,7 +359,9 @@ export interface UpstreamFileEntry {
 }
 
 /** One exec plugin (BalanceDNS's go_exec protocol). */
-export interface PluginEntryConfig {
+export interface ExecPluginEntryConfig {
+  /** "exec" (BalanceDNS's go_exec too); the default. */
+  runtime?: "exec";
   name: string;
   /** Absolute path of the program (it runs with an empty environment, so no PATH lookup). */
   path: string;
@@ -370,6 +372,18 @@ export interface PluginEntryConfig {
   timeout: number;
 }
 
+/** One Lua policy script (BalanceDNS's `runtime: lua`), run in a sandboxed VM. */
+export interface LuaPluginEntryConfig {
+  runtime: "lua";
+  name: string;
+  /** Relay: the script file (relative to the config file's folder until loaded). Worker: a bundled script's name. */
+  path: string;
+  /** Lua VM instructions one handle() call may run before it is cut off. */
+  max_instructions: number;
+}
+
+export type PluginEntryConfig = ExecPluginEntryConfig | LuaPluginEntryConfig;
+
 export interface PluginsConfig {
   /** What a plugin that fails (timeout, crash, bad output) decides (default "forward"). */
   on_error: "forward" | "block" | "servfail";
@@ -378,7 +392,7 @@ export interface PluginsConfig {
 
 export interface RelayConfig extends CommonConfig<RelayUpstreamConfig, RelayRouteConfig> {
   listen: ListenConfig;
-  /** Exec plugins asked after rules and block lists, in order; the first non-FORWARD answer wins. */
+  /** Exec plugins and Lua scripts asked after rules and block lists, in order; the first non-FORWARD answer wins. */
   plugins: PluginsConfig;
   /** Client allow list (default loopback and private ranges); others get REFUSED. */
   allow: Cidr[];
@@ -409,6 +423,8 @@ export interface RelayEndpointConfig {
 
 export interface WorkerConfig extends CommonConfig<WorkerUpstreamConfig, RouteConfig> {
   relays: RelayEndpointConfig[];
+  /** Lua scripts bundled at deploy (entries are all runtime: lua), asked after the rules. */
+  plugins: PluginsConfig;
 }
 
 export interface ParsedConfig<T> {
@@ -712,6 +728,29 @@ const listenShape = {
   metrics: listener({}).optional(),
 };
 
+const pluginsSchema = z
+  .strictObject({
+    timeout: positiveDuration.prefault("50ms"),
+    on_error: z.enum(["forward", "block", "servfail"]).default("forward"),
+    entries: z
+      .array(
+        z.strictObject({
+          name: identifier("plugin names"),
+          path: nonEmpty,
+          /** exec and go_exec (BalanceDNS's name) mean a program speaking JSON; lua a script. */
+          runtime: z.enum(["exec", "go_exec", "lua"]).default("exec"),
+          args: z.array(z.string()).optional(),
+          mode: z.enum(["per_query", "persistent"]).optional(),
+          timeout: positiveDuration.optional(),
+          /** BalanceDNS's spelling. */
+          timeout_ms: intFrom(1).optional(),
+          max_instructions: intIn(1000, 1_000_000_000).optional(),
+        }),
+      )
+      .default(() => []),
+  })
+  .prefault({});
+
 const WORKERS_HINT = 'expected a number of processes from 1 to 256, or "auto" (one per core)';
 
 const relayOnlyShape = {
@@ -751,29 +790,7 @@ const relayOnlyShape = {
       error: 'expected true, false or a CIDR block such as "203.0.113.0/24"',
     })
     .optional(),
-  plugins: z
-    .strictObject({
-      timeout: positiveDuration.prefault("50ms"),
-      on_error: z.enum(["forward", "block", "servfail"]).default("forward"),
-      entries: z
-        .array(
-          z.strictObject({
-            name: identifier("plugin names"),
-            path: nonEmpty.refine((p) => p.startsWith("/"), {
-              message: "must be an absolute path (plugins run with an empty environment, no PATH)",
-            }),
-            args: z.array(z.string()).default(() => []),
-            mode: z.enum(["per_query", "persistent"]).default("per_query"),
-            timeout: positiveDuration.optional(),
-            /** BalanceDNS's spelling. */
-            timeout_ms: intFrom(1).optional(),
-            /** BalanceDNS's runtime names; both mean a program speaking JSON. */
-            runtime: z.enum(["exec", "go_exec"]).optional(),
-          }),
-        )
-        .default(() => []),
-    })
-    .prefault({}),
+  plugins: pluginsSchema,
   control: z
     .strictObject({
       restart_backoff: positiveDuration.prefault("200ms"),
@@ -802,6 +819,7 @@ const relayOnlyShape = {
 };
 
 const workerOnlyShape = {
+  plugins: pluginsSchema,
   relays: z
     .array(
       z.strictObject({
@@ -866,9 +884,6 @@ function unknownKeyMessage(
   runtime: Runtime,
 ): string {
   if (path.length === 0) {
-    if (runtime === "worker" && key === "plugins") {
-      return "relay-only: exec plugins run on the relay (the worker has no processes to start)";
-    }
     if (runtime === "worker" && RELAY_ONLY_TOP.has(key)) {
       return "relay-only setting; the edge worker does not use it";
     }
@@ -1525,19 +1540,59 @@ function finalizeRelay(raw: z.output<typeof relaySchema>, check: Checker): Relay
     ...(ecs !== undefined ? { ecs } : {}),
     control: raw.control,
     workers: raw.workers,
-    plugins: {
-      on_error: raw.plugins.on_error,
-      entries: raw.plugins.entries.map((entry) => ({
-        name: entry.name,
-        path: entry.path,
-        args: entry.args,
-        mode: entry.mode,
-        timeout: entry.timeout ?? entry.timeout_ms ?? raw.plugins.timeout,
-      })),
-    },
+    plugins: finalizePlugins(raw.plugins, check),
     metrics: raw.metrics.statsd === undefined ? {} : { statsd: raw.metrics.statsd },
     upstream_files: common.files,
   };
+}
+
+/** Default per-call instruction budget of a Lua entry (shared/policy/lua-policy.ts). */
+const LUA_MAX_INSTRUCTIONS = 100_000;
+
+/** Exec and Lua entries each take only their own keys; the worker runs only Lua. */
+function finalizePlugins(raw: z.output<typeof pluginsSchema>, check: Checker): PluginsConfig {
+  const entries = raw.entries.map((entry, i): PluginEntryConfig => {
+    const at = (key: string) => ["plugins", "entries", i, key];
+    if (entry.runtime === "lua") {
+      for (const key of ["args", "mode"] as const) {
+        if (entry[key] !== undefined)
+          check.error(at(key), "applies to exec entries, not runtime: lua");
+      }
+      for (const key of ["timeout", "timeout_ms"] as const) {
+        if (entry[key] !== undefined) {
+          check.error(
+            at(key),
+            "a lua entry is bounded by max_instructions, not a clock (workerd's clock stands still while a script runs)",
+          );
+        }
+      }
+      const max_instructions = entry.max_instructions ?? LUA_MAX_INSTRUCTIONS;
+      return { runtime: "lua", name: entry.name, path: entry.path, max_instructions };
+    }
+    if (check.runtime === "worker") {
+      check.error(
+        at("runtime"),
+        "the worker runs runtime: lua scripts bundled at deploy; exec plugins run on the relay (the worker has no processes to start)",
+      );
+    }
+    if (entry.max_instructions !== undefined)
+      check.error(at("max_instructions"), "applies to runtime: lua entries only");
+    if (!entry.path.startsWith("/")) {
+      check.error(
+        at("path"),
+        "must be an absolute path (plugins run with an empty environment, no PATH)",
+      );
+    }
+    return {
+      runtime: "exec",
+      name: entry.name,
+      path: entry.path,
+      args: entry.args ?? [],
+      mode: entry.mode ?? "per_query",
+      timeout: entry.timeout ?? entry.timeout_ms ?? raw.timeout,
+    };
+  });
+  return { on_error: raw.on_error, entries };
 }
 
 function finalizeWorker(raw: z.output<typeof workerSchema>, check: Checker): WorkerConfig {
@@ -1570,6 +1625,7 @@ function finalizeWorker(raw: z.output<typeof workerSchema>, check: Checker): Wor
     allowlist: common.allowlist,
     log: common.log,
     relays,
+    plugins: finalizePlugins(raw.plugins, check),
   };
 }
 
