@@ -1,5 +1,7 @@
 // The edge worker: RFC 8484 DoH and the JSON API on Cloudflare Workers.
 
+// First: fengari (Lua policies) must find process.binding answering at import.
+import "./workerd-shims.ts";
 import type { Env } from "./env.ts";
 import { workerState } from "./worker-state.ts";
 

@@ -26,8 +26,10 @@ import { createResolver, type Resolver } from "../../shared/resolver/create-reso
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
 import handle from "../policy/handle.ts";
+import { bundledLuaScripts } from "../policy/lua-scripts.ts";
 import { createEdgeCache, fingerprint } from "./edge-cache.ts";
 import type { Env } from "./env.ts";
+import { chainHooks, createLuaHook } from "./lua-hook.ts";
 import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
 import { createListLoader, loadWorkerBlocklists } from "./worker-blocklists.ts";
@@ -58,6 +60,21 @@ export function workerState(env: Env): WorkerState {
   // belong to other requests, which this one must not touch.
   cached = { key, state };
   return state;
+}
+
+/** One throttled log line per kind: a script's failures, or its print() lines. */
+function luaLogger(kind: "failed" | "print") {
+  const throttle = createLogThrottle(10_000);
+  return (plugin: string, what: unknown) => {
+    const take = throttle.take();
+    if (!take) return;
+    const more = take.suppressed > 0 ? ` (${take.suppressed} more since the last line)` : "";
+    const text =
+      what instanceof Error ? `${(what as { code?: string }).code}: ${what.message}` : String(what);
+    const line = `doh-edge lua ${kind} plugin=${plugin} ${text}${more}`;
+    if (kind === "failed") console.warn(line);
+    else console.log(line);
+  };
 }
 
 function secretsKey(env: Env): string {
@@ -126,12 +143,18 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
         )
       : undefined;
     lists?.start(); // by the isolate's first request, whatever it asks
+    const moduleHook = createModuleHook(handle, 50, (error) =>
+      console.warn(`doh-edge policy module failed: ${String(error)}`),
+    );
+    const luaHook = createLuaHook(config.plugins, {
+      scripts: bundledLuaScripts,
+      onError: luaLogger("failed"),
+      onPrint: luaLogger("print"),
+    });
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
-      createModuleHook(handle, 50, (error) =>
-        console.warn(`doh-edge policy module failed: ${String(error)}`),
-      ),
+      luaHook ? chainHooks(luaHook, moduleHook) : moduleHook,
     );
     if (config.blocklists.some((list) => "path" in list)) {
       warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
