@@ -40,7 +40,14 @@ const JOIN_GRACE_MS = 1000;
 const JOIN_POLL_MS = 10;
 
 export type WorkerState =
-  | { ok: true; resolver: Resolver; app: Hono; warnings: string[] }
+  | {
+      ok: true;
+      resolver: Resolver;
+      app: Hono;
+      warnings: string[];
+      /** Lua policies loading (lua-hook.ts): no request is answered before it settles. */
+      ready?: Promise<void>;
+    }
   | { ok: false; message: string };
 
 let cached: { key: string; state: WorkerState } | undefined;
@@ -146,15 +153,18 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
     const moduleHook = createModuleHook(handle, 50, (error) =>
       console.warn(`doh-edge policy module failed: ${String(error)}`),
     );
-    const luaHook = createLuaHook(config.plugins, {
+    const lua = createLuaHook(config.plugins, {
       scripts: bundledLuaScripts,
       onError: luaLogger("failed"),
       onPrint: luaLogger("print"),
     });
+    lua?.ready.catch((error) =>
+      console.error(`doh-edge config error: ${(error as Error).message}`),
+    );
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
-      luaHook ? chainHooks(luaHook, moduleHook) : moduleHook,
+      lua ? chainHooks(lua.hook, moduleHook) : moduleHook,
     );
     if (config.blocklists.some((list) => "path" in list)) {
       warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
@@ -187,7 +197,7 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
       },
       onError: (error) => console.error("doh-edge internal error:", error),
     });
-    return { ok: true, resolver, app, warnings };
+    return { ok: true, resolver, app, warnings, ...(lua ? { ready: lua.ready } : {}) };
   } catch (error) {
     if (error instanceof ConfigError || error instanceof SecretMissingError) {
       return { ok: false, message: error.message };

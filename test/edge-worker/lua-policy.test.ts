@@ -17,15 +17,16 @@ runLuaPolicyCases({
   name: "worker hook",
   async make(file, source) {
     const failures: string[] = [];
-    const hook = createLuaHook(
+    const lua = createLuaHook(
       {
         on_error: "servfail",
         entries: [{ runtime: "lua", name: "lua", path: file, max_instructions: 100_000 }],
       },
       { scripts: { [file]: source }, onError: (_plugin, error) => failures.push(error.code) },
     );
-    if (!hook) throw new Error("no hook for one Lua entry");
-    return { decide: (name, qtype) => hook.decide(name, qtype), failures: () => failures };
+    if (!lua) throw new Error("no hook for one Lua entry");
+    await lua.ready;
+    return { decide: (name, qtype) => lua.hook.decide(name, qtype), failures: () => failures };
   },
 });
 
@@ -49,14 +50,14 @@ const withPlugins = (plugins: unknown) => ({
 describe("Lua policies in the worker", () => {
   it("bundles edge-worker/policy/policy.lua as text, and it forwards everything", async () => {
     expect(bundledLuaScripts["policy.lua"]).toMatch(/function handle\(question\)/);
-    const hook = createLuaHook(
+    const lua = createLuaHook(
       {
         on_error: "servfail",
         entries: [{ runtime: "lua", name: "policy", path: "policy.lua", max_instructions: 1000 }],
       },
       { scripts: bundledLuaScripts },
     );
-    expect(await hook?.decide("www.example.test.", 1)).toEqual({ action: "pass" });
+    expect(await lua?.hook.decide("www.example.test.", 1)).toEqual({ action: "pass" });
   });
 
   it("answers through a config naming the bundled script", async () => {
