@@ -31,6 +31,7 @@ import { benchBlocklist, blocklistTable } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
 import { benchDoq } from "./doq.ts";
+import { benchLuaPolicy, luaPolicySection } from "./lua-policy.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
 import {
@@ -547,6 +548,11 @@ async function main(): Promise<number> {
       "",
       ...workerTable(worker),
     ];
+    const lua = await benchLuaPolicy();
+    process.stdout.write(
+      `bench: Lua handle() ${lua.rows[0]?.relayUs.toFixed(1)} µs per call on the relay, ${lua.rows[0]?.workerUs.toFixed(1)} µs in the worker\n`,
+    );
+    const luaSection = luaPolicySection(lua);
     const elapsed = (Date.now() - started) / 1000;
     const load1 = loadavg();
     const report = renderReport({
@@ -589,7 +595,14 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [footprintSection, workersLines, doqSection, blocklistSection, workerSection],
+      sections: [
+        footprintSection,
+        workersLines,
+        doqSection,
+        blocklistSection,
+        workerSection,
+        luaSection,
+      ],
       notes,
     });
     await writeFile(RESULTS, report);
