@@ -730,6 +730,8 @@ const listenShape = {
 
 const pluginsSchema = z
   .strictObject({
+    /** BalanceDNS's switch: false runs none of the entries. */
+    enabled: z.boolean().default(true),
     timeout: positiveDuration.prefault("50ms"),
     on_error: z.enum(["forward", "block", "servfail"]).default("forward"),
     entries: z
@@ -1592,7 +1594,7 @@ function finalizePlugins(raw: z.output<typeof pluginsSchema>, check: Checker): P
       timeout: entry.timeout ?? entry.timeout_ms ?? raw.timeout,
     };
   });
-  return { on_error: raw.on_error, entries };
+  return { on_error: raw.on_error, entries: raw.enabled ? entries : [] };
 }
 
 function finalizeWorker(raw: z.output<typeof workerSchema>, check: Checker): WorkerConfig {

@@ -83,6 +83,14 @@ describe("Lua plugins config", () => {
     ]);
   });
 
+  it("runs none of the entries under BalanceDNS's enabled = false", () => {
+    const config = parseRelayConfig({
+      ...base,
+      plugins: { enabled: false, entries: [{ name: "p", runtime: "lua", path: "p.lua" }] },
+    }).config;
+    expect(config.plugins.entries).toEqual([]);
+  });
+
   it.each([
     [
       { runtime: "lua", path: "p.lua", timeout_ms: 20 },

@@ -68,6 +68,14 @@ describe("Lua policy core", () => {
     expect(() => over.decide("a.", 1)).toThrow(/cut off: instruction budget of 5000 spent/);
   });
 
+  it("leaves coroutine and utf8 out as plain nils, so feature tests still work", () => {
+    const policy = loadLuaPolicy(
+      "function handle() if coroutine or utf8 or loadstring then return 'BLOCK' end end",
+      { name: "features.lua" },
+    );
+    expect(policy.decide("a.", 1)).toEqual({ action: "pass" });
+  });
+
   it("sends print() lines to the caller and keeps getmetatable(_G) closed", () => {
     const lines: string[] = [];
     const policy = loadLuaPolicy(
