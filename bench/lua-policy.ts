@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { createPluginChain } from "../relay/src/exec-plugin.ts";
 import { WRANGLER_ENV } from "../scripts/stack.ts";
+import { loadLuaPolicy } from "../shared/policy/lua-policy.ts";
 import { bundleModules } from "./worker.ts";
 
 const run = promisify(execFile);
@@ -59,7 +60,7 @@ async function relayCall(script: string, domain: string, calls: number) {
       entries: [{ runtime: "lua", name: "bench", path: script, max_instructions: BUDGET }],
     },
     () => {},
-    { readScript: () => source },
+    { load: loadLuaPolicy, readScript: () => source },
   );
   const loadMs = performance.now() - t0;
   for (let i = 0; i < calls / 10; i++) await chain.decide(domain, 1);

@@ -13,6 +13,7 @@ import { waitUntil } from "cloudflare:workers";
 import type { Hono } from "hono";
 import {
   ConfigError,
+  type PluginsConfig,
   parseWorkerConfig,
   WORKER_MAX_CONNECTIONS,
 } from "../../shared/config/schema.ts";
@@ -24,7 +25,7 @@ import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
-import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
+import { createPolicyResolver, type PolicyHook } from "../../shared/resolver/policy-resolver.ts";
 import handle from "../policy/handle.ts";
 import { bundledLuaScripts } from "../policy/lua-scripts.ts";
 import { createEdgeCache, fingerprint } from "./edge-cache.ts";
@@ -67,6 +68,21 @@ export function workerState(env: Env): WorkerState {
   // belong to other requests, which this one must not touch.
   cached = { key, state };
   return state;
+}
+
+/** The config's Lua entries (if any), then the bundled TS policy module. Throws ConfigError. */
+function programmablePolicy(plugins: PluginsConfig): { hook: PolicyHook; ready?: Promise<void> } {
+  const moduleHook = createModuleHook(handle, 50, (error) =>
+    console.warn(`doh-edge policy module failed: ${String(error)}`),
+  );
+  const lua = createLuaHook(plugins, {
+    scripts: bundledLuaScripts,
+    onError: luaLogger("failed"),
+    onPrint: luaLogger("print"),
+  });
+  if (!lua) return { hook: moduleHook };
+  lua.ready.catch((error) => console.error(`doh-edge config error: ${(error as Error).message}`));
+  return { hook: chainHooks(lua.hook, moduleHook), ready: lua.ready };
 }
 
 /** One throttled log line per kind: a script's failures, or its print() lines. */
@@ -150,21 +166,11 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
         )
       : undefined;
     lists?.start(); // by the isolate's first request, whatever it asks
-    const moduleHook = createModuleHook(handle, 50, (error) =>
-      console.warn(`doh-edge policy module failed: ${String(error)}`),
-    );
-    const lua = createLuaHook(config.plugins, {
-      scripts: bundledLuaScripts,
-      onError: luaLogger("failed"),
-      onPrint: luaLogger("print"),
-    });
-    lua?.ready.catch((error) =>
-      console.error(`doh-edge config error: ${(error as Error).message}`),
-    );
+    const { hook, ready } = programmablePolicy(config.plugins);
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
-      lua ? chainHooks(lua.hook, moduleHook) : moduleHook,
+      hook,
     );
     if (config.blocklists.some((list) => "path" in list)) {
       warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
@@ -197,7 +203,7 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
       },
       onError: (error) => console.error("doh-edge internal error:", error),
     });
-    return { ok: true, resolver, app, warnings, ...(lua ? { ready: lua.ready } : {}) };
+    return { ok: true, resolver, app, warnings, ...(ready ? { ready } : {}) };
   } catch (error) {
     if (error instanceof ConfigError || error instanceof SecretMissingError) {
       return { ok: false, message: error.message };

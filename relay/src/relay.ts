@@ -21,6 +21,7 @@ import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
+import { importLuaVm, type LoadLuaPolicy } from "./lua-plugin.ts";
 import {
   createRelayMetrics,
   type RelayMetrics,
@@ -55,7 +56,12 @@ interface Core {
   limits: ClientLimits;
 }
 
-function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlocklists): Core {
+function buildCore(
+  config: RelayConfig,
+  logger: Logger,
+  blocklists: LoadedBlocklists,
+  loadLua: LoadLuaPolicy | undefined,
+): Core {
   const built = buildTransports(config);
   const transports = built.upstreams;
   const cached = createCachedResolver(
@@ -91,6 +97,7 @@ function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlockl
             }
           },
           {
+            ...(loadLua ? { load: loadLua } : {}),
             // A Lua script's print(): a debugging aid, throttled like failures.
             onPrint: (plugin, line) => {
               const take = printLog.take();
@@ -171,7 +178,12 @@ export async function startRelay(
   logger: Logger,
   { serveOps = true }: RelayOptions = {},
 ): Promise<Relay> {
-  let core = buildCore(config, logger, await loadLists(config, logger));
+  let core = buildCore(
+    config,
+    logger,
+    await loadLists(config, logger),
+    await importLuaVm(config.plugins),
+  );
   const metrics = createRelayMetrics();
   const shutdownController = new AbortController();
   const handler = createQueryHandler({
@@ -275,7 +287,12 @@ export async function startRelay(
     },
     async reload(next) {
       // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(next, logger, await loadLists(next, logger));
+      const fresh = buildCore(
+        next,
+        logger,
+        await loadLists(next, logger),
+        await importLuaVm(next.plugins),
+      );
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
       }

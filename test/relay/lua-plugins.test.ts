@@ -15,6 +15,7 @@ import { createPluginChain, type PluginChain } from "../../relay/src/exec-plugin
 import { createLogger } from "../../relay/src/log.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
 import { parseRelayConfig } from "../../shared/config/schema.ts";
+import { loadLuaPolicy } from "../../shared/policy/lua-policy.ts";
 import { runLuaPolicyCases } from "../shared/support/lua-policy-cases.ts";
 import { type RunningServer, startNsd } from "../support/dns-servers.ts";
 import { dig, ephemeralConfig, portOf } from "./relay-harness.ts";
@@ -42,7 +43,7 @@ runLuaPolicyCases({
         ],
       },
       (_plugin, error) => failures.push(error.code),
-      { readScript: () => source },
+      { load: loadLuaPolicy, readScript: () => source },
     );
     chains.push(chain);
     return { decide: (name, qtype) => chain.decide(name, qtype), failures: () => failures };

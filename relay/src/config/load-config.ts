@@ -21,7 +21,7 @@ import {
   parseRelayConfig,
   type RelayConfig,
 } from "../../../shared/config/schema.ts";
-import { loadLuaPolicy } from "../../../shared/policy/lua-policy.ts";
+import { importLuaVm } from "../lua-plugin.ts";
 
 export class ResolvConfError extends Error {
   readonly code = "bad_resolv_conf";
@@ -82,6 +82,8 @@ export async function loadRelayConfig(path: string): Promise<ParsedConfig<RelayC
 
 /** Lua entries with their path made absolute, each script read and loaded once to refuse a bad one. */
 async function loadLuaScripts(plugins: PluginsConfig, base: string): Promise<PluginsConfig> {
+  const loadLuaPolicy = await importLuaVm(plugins);
+  if (!loadLuaPolicy) return plugins;
   const problems: ConfigProblem[] = [];
   const entries = await Promise.all(
     plugins.entries.map(async (entry, i) => {
