@@ -11,7 +11,8 @@
 // or rejects with a ConfigError naming the script's key, and the worker
 // answers no request before it settles (edge-worker/src/index.ts).
 
-import { ConfigError, type ConfigProblem, type PluginsConfig } from "../../shared/config/schema.ts";
+import { ConfigError, type ConfigProblem } from "../../shared/config/schema/errors.ts";
+import type { PluginsConfig } from "../../shared/config/schema/sections/plugins.ts";
 import type { LuaPolicy, LuaPolicyError } from "../../shared/policy/lua-policy.ts";
 import { onErrorDecision } from "../../shared/policy/plugin-output.ts";
 import type { Decision } from "../../shared/policy/rules.ts";

@@ -4,6 +4,8 @@
 
 import type { RelayConfig } from "../../shared/config/schema.ts";
 import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import type { Clock } from "../../shared/engine/clock.ts";
+import { createCounters } from "../../shared/engine/counters.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
@@ -31,6 +33,7 @@ import {
 } from "./metrics.ts";
 import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
+import { createStatsdReporter, type StatsdReporter } from "./statsd/reporter.ts";
 import { buildTransports } from "./transports/build-transports.ts";
 import { isPooled } from "./transports/pool-stats.ts";
 
@@ -60,6 +63,7 @@ function buildCore(
   config: RelayConfig,
   logger: Logger,
   blocklists: LoadedBlocklists,
+  statsd: StatsdReporter | undefined,
   loadLua: LoadLuaPolicy | undefined,
 ): Core {
   const built = buildTransports(config);
@@ -69,6 +73,7 @@ function buildCore(
       upstreams: config.upstreams,
       routes: config.routes,
       transports,
+      ...(statsd ? { counters: statsd.wrapCounters(createCounters()) } : {}),
       onAttemptError: (e) =>
         logger.info("upstream attempt failed", {
           route: e.route,
@@ -171,20 +176,29 @@ async function loadLists(config: RelayConfig, logger: Logger): Promise<LoadedBlo
 export interface RelayOptions {
   /** Bind listen.metrics here (default true); a worker leaves it to its supervisor. */
   serveOps?: boolean;
+  /** This process's worker slot (workers > 1), for its statsd gauges. */
+  worker?: number;
+  /** statsd's clock (tests drive flushes with a manual one). */
+  statsdClock?: Clock;
 }
 
 export async function startRelay(
   config: RelayConfig,
   logger: Logger,
-  { serveOps = true }: RelayOptions = {},
+  { serveOps = true, worker, statsdClock }: RelayOptions = {},
 ): Promise<Relay> {
-  let core = buildCore(
-    config,
-    logger,
-    await loadLists(config, logger),
-    await importLuaVm(config.plugins),
-  );
-  const metrics = createRelayMetrics();
+  const lists = await loadLists(config, logger);
+  const statsd = config.metrics.statsd
+    ? createStatsdReporter({
+        config: config.metrics.statsd,
+        logger,
+        ...(worker !== undefined ? { worker } : {}),
+        ...(statsdClock ? { clock: statsdClock } : {}),
+      })
+    : undefined;
+  let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins));
+  statsd?.watchPools(() => core.transports);
+  const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
   const shutdownController = new AbortController();
   const handler = createQueryHandler({
     allow: () => core.config.allow,
@@ -216,6 +230,7 @@ export async function startRelay(
       pools: Object.fromEntries(
         [...core.transports].flatMap(([name, t]) => (isPooled(t) ? [[name, t.poolStats()]] : [])),
       ),
+      ...(statsd ? { statsd: statsd.stats() } : {}),
     }),
   };
   try {
@@ -262,6 +277,7 @@ export async function startRelay(
   } catch (error) {
     for (const listener of listeners) await listener.close();
     await closeCore(core);
+    await statsd?.close();
     throw error;
   }
   core.resolver.start();
@@ -291,10 +307,14 @@ export async function startRelay(
         next,
         logger,
         await loadLists(next, logger),
+        statsd,
         await importLuaVm(next.plugins),
       );
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
+      }
+      if (JSON.stringify(next.metrics) !== JSON.stringify(core.config.metrics)) {
+        logger.warn("metrics: changes take effect after a restart", {});
       }
       const old = core;
       core = fresh;
@@ -323,6 +343,8 @@ export async function startRelay(
       for (const l of listeners) await l.close();
       await ops?.close();
       await closeCore(core);
+      // After the drain, so the last flush counts every query answered.
+      await statsd?.close();
       return { drained };
     },
   };

@@ -65,7 +65,7 @@ export const DOQ_ERROR = {
 
 export type DoqErrorCode = (typeof DOQ_ERROR)[keyof typeof DOQ_ERROR];
 
-function pemCertificates(pem: string): X509Certificate[] {
+export function pemCertificates(pem: string): X509Certificate[] {
   return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
     (block) => new X509Certificate(block),
   );
