@@ -21,6 +21,7 @@ import { createPluginChain } from "./exec-plugin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
+import { importLuaVm, type LoadLuaPolicy } from "./lua-plugin.ts";
 import {
   createRelayMetrics,
   type RelayMetrics,
@@ -61,6 +62,7 @@ function buildCore(
   logger: Logger,
   blocklists: LoadedBlocklists,
   statsd: StatsdReporter | undefined,
+  loadLua: LoadLuaPolicy | undefined,
 ): Core {
   const built = buildTransports(config);
   const transports = built.upstreams;
@@ -81,19 +83,37 @@ function buildCore(
     config.cache,
   );
   const pluginLog = createLogThrottle(10_000);
+  const printLog = createLogThrottle(10_000);
   const plugins =
     config.plugins.entries.length > 0
-      ? createPluginChain(config.plugins, (plugin, error) => {
-          const take = pluginLog.take();
-          if (take) {
-            logger.warn("plugin failed", {
-              plugin,
-              code: error.code,
-              error: error.message,
-              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-            });
-          }
-        })
+      ? createPluginChain(
+          config.plugins,
+          (plugin, error) => {
+            const take = pluginLog.take();
+            if (take) {
+              logger.warn("plugin failed", {
+                plugin,
+                code: error.code,
+                error: error.message,
+                ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+              });
+            }
+          },
+          {
+            ...(loadLua ? { load: loadLua } : {}),
+            // A Lua script's print(): a debugging aid, throttled like failures.
+            onPrint: (plugin, line) => {
+              const take = printLog.take();
+              if (take) {
+                logger.info("plugin print", {
+                  plugin,
+                  line,
+                  ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+                });
+              }
+            },
+          },
+        )
       : undefined;
   const resolver = createPolicyResolver(
     cached,
@@ -174,7 +194,7 @@ export async function startRelay(
         ...(statsdClock ? { clock: statsdClock } : {}),
       })
     : undefined;
-  let core = buildCore(config, logger, lists, statsd);
+  let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins));
   statsd?.watchPools(() => core.transports);
   const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
   const shutdownController = new AbortController();
@@ -286,7 +306,13 @@ export async function startRelay(
     },
     async reload(next) {
       // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(next, logger, await loadLists(next, logger), statsd);
+      const fresh = buildCore(
+        next,
+        logger,
+        await loadLists(next, logger),
+        statsd,
+        await importLuaVm(next.plugins),
+      );
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
       }

@@ -46,7 +46,12 @@ export type {
   UdpListenerConfig,
 } from "./schema/sections/listen.ts";
 export type { MetricsConfig, StatsdConfig } from "./schema/sections/metrics.ts";
-export type { PluginEntryConfig, PluginsConfig } from "./schema/sections/plugins.ts";
+export type {
+  ExecPluginEntryConfig,
+  LuaPluginEntryConfig,
+  PluginEntryConfig,
+  PluginsConfig,
+} from "./schema/sections/plugins.ts";
 export type {
   PoolConfig,
   RelayUpstreamConfig,
