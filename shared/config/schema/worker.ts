@@ -1,6 +1,6 @@
 // The edge worker's config: the shared sections plus `relays`, and
 // parseWorkerConfig. Nothing here loads the relay's own sections, so they
-// stay out of the worker bundle (test/shared/config-bundle.test.ts).
+// stay out of the worker bundle (test/tools/worker-bundle.test.ts).
 
 import * as z from "zod";
 import { type CommonConfig, commonShape, finalizeShared } from "./common.ts";
