@@ -16,7 +16,7 @@ import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { createPluginChain } from "../relay/src/exec-plugin.ts";
 import { WRANGLER_ENV } from "../scripts/stack.ts";
 import { loadLuaPolicy } from "../shared/policy/lua-policy.ts";
-import { bundleModules } from "./worker.ts";
+import { bundleModules } from "./worker-cold.ts";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

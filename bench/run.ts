@@ -574,9 +574,8 @@ async function main(): Promise<number> {
       "## Edge worker CPU per request",
       "",
       "bench/worker.ts (`npm run bench:worker`): the deploy bundle in workerd (Miniflare), against the",
-      "suite's DoH server and nsd; workerd's process CPU over a batch of each kind of request, four at a",
-      "time, against `/healthz` in the same run. Process CPU includes workerd's own HTTP client for the",
-      "upstream fetches, which Cloudflare does not bill as the Worker's CPU time.",
+      "suite's DoH server and nsd; each kind of request in batches, four at a time, against `/healthz`",
+      "in the same run.",
       "",
       ...workerTable(worker),
     ];

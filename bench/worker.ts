@@ -1,35 +1,58 @@
-// `npm run bench:worker`: what the edge worker costs workerd per request
-// (issue 16). The worker bundle (`wrangler deploy --dry-run`) runs in
-// workerd through Miniflare, against the suite's DoH server and nsd on
-// loopback. For each kind of request (cache miss, cache hit, blocked name,
-// race of 2) it reads workerd's CPU time over a batch and subtracts a batch
-// of `/healthz` requests in the same run; then the first-query time of a
-// cold isolate (a fresh workerd). Also part of `npm run bench`.
+// `npm run bench:worker`: what the edge worker costs per request and what a
+// big compiled block list costs a cold isolate (issue 16). The worker bundle
+// (`wrangler deploy --dry-run`) runs in workerd through Miniflare, against the
+// suite's DoH server and nsd on loopback.
+//
+// CPU, two ways, for each kind of request (cache miss, cache hit, blocked
+// name, race of 2) against a batch of `/healthz` in the same run:
+//   - workerd's process CPU over a batch (/proc): everything workerd does,
+//     including its HTTP client and Miniflare's Cache API, which on Cloudflare
+//     run outside the Worker;
+//   - the isolate's own CPU over another batch, from a V8 CPU profile taken
+//     through workerd's inspector (bench/worker-profile.ts): what Cloudflare
+//     bills as the Worker's CPU time, so issue 16's CPU targets are judged by it.
+// Then a cold isolate's first answer (a fresh workerd), and with a compiled
+// list of 1M and 5M names given as `{ asset }` and as `{ url }`: the first
+// query asks a listed name (so it waits for the list), and workerd's memory
+// over the list-less cold worker's, right after that answer, once the load's
+// background work has ended, and at its peak.
+// BENCH_WORKER_ALL_FRAMES=1 lists the busiest frames of every kind of request.
 // BENCH_NO_CACHE_API=1 turns the Cache API off, to see what Miniflare's
 // local implementation of it (a service in the same workerd) costs a miss.
 
 import { execFile } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer as createHttpServer } from "node:http";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { WRANGLER_ENV } from "../scripts/stack.ts";
-import { buildQuery } from "../shared/dns/query.ts";
-import { Rcode, readRcode } from "../shared/dns/wire.ts";
+import { Rcode } from "../shared/dns/wire.ts";
 import { buildCompiledList } from "../shared/policy/compiled-list.ts";
 import { type RunningServer, startNsd } from "../test/support/dns-servers.ts";
 import { type DohTestServer, startDohTestServer } from "../test/support/doh-test-server.ts";
 import { listNames } from "../test/support/list-names.ts";
-import { cpuSeconds } from "./processes.ts";
+import { BenchError, cpuSeconds, onCpuShare, threadSchedTimes } from "./processes.ts";
+import {
+  type ColdRun,
+  coldStart,
+  dnsPost,
+  serveBytes,
+  startWorker,
+  workerdPid,
+} from "./worker-cold.ts";
+import { type IsolateCpu, openInspector } from "./worker-profile.ts";
+import { workerTable } from "./worker-report.ts";
+
+export { workerTable };
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1500);
 const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
+const COLD_RUNS = 3;
+/** How long after the first answer the load's background work (a Cache API put) is given. */
+const SETTLE_MS = 3000;
 
 const ZONE = `$ORIGIN bench.test.
 $TTL 300
@@ -42,10 +65,37 @@ ns  IN A   127.0.0.1
 export interface WorkerCpuRow {
   kind: string;
   requests: number;
-  /** workerd CPU per request, ms. */
+  /** workerd process CPU per request, ms. */
   cpuMs: number;
   /** The same over the /healthz baseline of the run, ms. */
   overBaselineMs: number;
+  /** The isolate's sampled CPU per request (JS, GC, runtime calls on its thread), ms. */
+  isolateMs: number;
+  /** The same over /healthz's, ms. */
+  isolateOverBaselineMs: number;
+  /** The share of its runnable time the isolate's thread spent on a CPU in the profiled batch. */
+  onCpuShare: number;
+  /** The isolate's sampled "(program)" time per request: outside JS, runtime work or waiting, ms. */
+  programMs: number;
+  /** The isolate's busiest frames over the batch (self time per request, ms). */
+  top: IsolateCpu["top"];
+}
+
+export interface ColdListRow {
+  names: number;
+  source: "asset" | "url";
+  fileMb: number;
+  firstQueryMs: number;
+  /** First answer minus the list-less cold worker's, ms. */
+  slowerMs: number;
+  /** workerd's CPU time until the first answer, over the list-less cold worker's, ms. */
+  slowerCpuMs: number;
+  /** workerd's resident memory right after that first answer, over the list-less cold worker's, MB. */
+  memoryGrowthMb: number;
+  /** The same SETTLE_MS later, once the load's background work has ended, MB. */
+  settledGrowthMb: number;
+  /** workerd's peak resident memory over the list-less cold worker's peak, MB. */
+  peakGrowthMb: number;
 }
 
 export interface WorkerBench {
@@ -53,65 +103,9 @@ export interface WorkerBench {
   rows: WorkerCpuRow[];
   /** First DNS answer of a fresh workerd, ms after it is ready (median of runs). */
   coldFirstQueryMs: number;
-  /** The same with a compiled block list by URL (the first query asks a listed name). */
+  /** workerd's CPU time until then, ms. */
+  coldFirstQueryCpuMs: number;
   coldWithList: ColdListRow[];
-}
-
-export interface ColdListRow {
-  names: number;
-  fileMb: number;
-  firstQueryMs: number;
-  /** workerd's resident memory after that first answer, over the list-less cold worker's. */
-  memoryGrowthMb: number;
-}
-
-/** Resident memory of a process, MB. */
-async function rssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
-}
-
-/** Serves `bytes` at any path on a free loopback port. */
-async function serveBytes(bytes: Uint8Array): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createHttpServer((_req, res) => {
-    res.writeHead(200, { "content-type": "application/octet-stream" });
-    res.end(bytes);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/list.bin`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** A fresh workerd's first answer (ms) and its memory then (MB). */
-async function coldStart(script: string, config: unknown, name: string) {
-  const fresh = startWorker(script, config);
-  try {
-    const url = await fresh.ready;
-    const t0 = performance.now();
-    const rcode = await dnsPost(url, name);
-    const ms = performance.now() - t0;
-    return { ms, rcode, rss: await rssMb(await workerdPid()) };
-  } finally {
-    await fresh.dispose();
-  }
-}
-
-/** workerd's pid: the child of this process that Miniflare started. */
-async function workerdPid(): Promise<number> {
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      if (ppid === process.pid && comm.startsWith("workerd")) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error("bench:worker: workerd process not found");
 }
 
 async function bundle(): Promise<{ dir: string; script: string; kib: number }> {
@@ -125,59 +119,128 @@ async function bundle(): Promise<{ dir: string; script: string; kib: number }> {
   return { dir, script, kib: (await readFile(script)).length / 1024 };
 }
 
-/**
- * A wrangler --outdir bundle as Miniflare modules: the script, and beside it
- * the Lua policy scripts it imports as text (wrangler.toml's Text rule).
- */
-export function bundleModules(script: string) {
-  const dir = dirname(script);
-  const texts = readdirSync(dir).filter((name) => name.endsWith(".lua"));
-  return {
-    modulesRoot: dir,
-    modules: [
-      { type: "ESModule" as const, path: script },
-      ...texts.map((name) => ({ type: "Text" as const, path: join(dir, name) })),
-    ],
-  };
-}
-
-function startWorker(script: string, config: unknown): Miniflare {
-  return new Miniflare(
-    convertV4MiniflareOptions({
-      workers: [
-        {
-          name: "doh-edge",
-          ...bundleModules(script),
-          compatibilityDate: "2026-10-20",
-          compatibilityFlags: ["nodejs_compat"],
-          bindings: { DOH_CONFIG: JSON.stringify(config) },
-          ...(process.env.BENCH_NO_CACHE_API ? { cacheAPI: false } : {}),
-        },
-      ],
-    }),
-  );
-}
-
-async function dnsPost(url: URL, name: string): Promise<number> {
-  const response = await fetch(new URL("/dns-query", url), {
-    method: "POST",
-    headers: { "content-type": "application/dns-message", accept: "application/dns-message" },
-    body: buildQuery(name, 1, { id: 7 }),
-  });
-  if (response.status !== 200) throw new Error(`bench:worker: HTTP ${response.status} for ${name}`);
-  return readRcode(new Uint8Array(await response.arrayBuffer()));
-}
-
-/** workerd CPU per request, ms, over `count` requests made by `send`, four at a time. */
-async function cpuPerRequest(pid: number, count: number, send: (i: number) => Promise<unknown>) {
+/** Sends `count` requests made by `send`, four at a time. */
+async function batch(count: number, send: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
-  const before = cpuSeconds(pid) ?? Number.NaN;
   await Promise.all(
     Array.from({ length: 4 }, async () => {
       while (next < count) await send(next++);
     }),
   );
-  return (((cpuSeconds(pid) ?? Number.NaN) - before) * 1000) / count;
+}
+
+/** Process CPU and isolate CPU per request of each kind, and each over /healthz. */
+async function cpuRows(script: string, config: unknown): Promise<WorkerCpuRow[]> {
+  const worker = startWorker(script, config, { inspector: true, noCacheApi: noCacheApi() });
+  try {
+    const url = await worker.ready;
+    await dnsPost(url, "warm.bench.test");
+    const pid = await workerdPid();
+    const session = await openInspector(await worker.getInspectorURL(), "doh-edge");
+    try {
+      const kinds: [string, (i: number) => Promise<unknown>][] = [
+        ["/healthz", (i) => fetch(new URL(`/healthz?${i}`, url)).then((r) => r.arrayBuffer())],
+        ["cache miss", (i) => dnsPost(url, `m${i}.bench.test`)],
+        ["cache hit", () => dnsPost(url, "warm.bench.test")],
+        ["blocked name", (i) => dnsPost(url, `b${i}.blocked.bench.test`)],
+        ["race of 2 (miss)", (i) => dnsPost(url, `r${i}.race.bench.test`)],
+      ];
+      const measured: { kind: string; cpuMs: number; isolate: IsolateCpu; onCpu: number }[] = [];
+      for (const [kind, send] of kinds) {
+        const before = cpuSeconds(pid) ?? Number.NaN;
+        await batch(REQUESTS, send);
+        const cpuMs = (((cpuSeconds(pid) ?? Number.NaN) - before) * 1000) / REQUESTS;
+        // A second batch, profiled (fresh names: a miss stays a miss).
+        const sched = threadSchedTimes(pid);
+        const isolate = await session.profile(() => batch(REQUESTS, (i) => send(i + REQUESTS)));
+        measured.push({ kind, cpuMs, isolate, onCpu: onCpuShare(sched, threadSchedTimes(pid)) });
+      }
+      // The sampler counts wall time: on a loaded machine a sample also covers
+      // time the thread waited for a CPU, so each batch's samples are scaled by
+      // the share of its runnable time the isolate's thread spent on a CPU.
+      const perRequest = (m: (typeof measured)[number], ms: number) => (ms * m.onCpu) / REQUESTS;
+      const base = measured[0]!;
+      const baseIsolateMs = perRequest(base, base.isolate.busyMs);
+      return measured.map((m) => ({
+        kind: m.kind,
+        requests: REQUESTS,
+        cpuMs: m.cpuMs,
+        overBaselineMs: m.cpuMs - base.cpuMs,
+        isolateMs: perRequest(m, m.isolate.busyMs),
+        isolateOverBaselineMs: perRequest(m, m.isolate.busyMs) - baseIsolateMs,
+        onCpuShare: m.onCpu,
+        programMs: perRequest(m, m.isolate.programMs),
+        top: m.isolate.top.map((t) => ({ frame: t.frame, ms: perRequest(m, t.ms) })),
+      }));
+    } finally {
+      session.close();
+    }
+  } finally {
+    await worker.dispose();
+  }
+}
+
+const noCacheApi = () => process.env.BENCH_NO_CACHE_API !== undefined;
+
+/** The median run by first-answer time. */
+function median(runs: ColdRun[]): ColdRun {
+  return [...runs].sort((x, y) => x.ms - y.ms)[Math.floor(runs.length / 2)]!;
+}
+
+/** A cold isolate with a compiled list of `count` names, as an asset and by URL. */
+async function coldListRows(
+  script: string,
+  config: Record<string, unknown>,
+  count: number,
+  baseline: { cold: ColdRun; settled: number },
+): Promise<ColdListRow[]> {
+  const names = listNames(count, 16);
+  const { bytes } = buildCompiledList(names);
+  const assetsDir = await mkdtemp(join(tmpdir(), "doh-edge-worker-assets-"));
+  await mkdir(join(assetsDir, "lists"));
+  await writeFile(join(assetsDir, "lists/list.bin"), bytes);
+  const served = await serveBytes(bytes);
+  const rows: ColdListRow[] = [];
+  try {
+    const sources = [
+      ["asset", { asset: "/lists/list.bin" }, { assetsDir }],
+      ["url", { url: served.url }, {}],
+    ] as const;
+    for (const [source, list, options] of sources) {
+      const runs: ColdRun[] = [];
+      for (let i = 0; i < COLD_RUNS; i++) {
+        runs.push(
+          await coldStart(script, { ...config, blocklists: [list] }, names[i]!, {
+            ...options,
+            noCacheApi: noCacheApi(),
+            settleMs: SETTLE_MS,
+          }),
+        );
+      }
+      const cold = median(runs);
+      if (runs.some((r) => r.rcode !== Rcode.NXDOMAIN)) {
+        throw new BenchError(
+          "list_not_applied",
+          `bench:worker: the ${source} list was not applied`,
+        );
+      }
+      rows.push({
+        names: count,
+        source,
+        fileMb: bytes.length / 2 ** 20,
+        firstQueryMs: cold.ms,
+        slowerMs: cold.ms - baseline.cold.ms,
+        slowerCpuMs: cold.cpuMs - baseline.cold.cpuMs,
+        memoryGrowthMb: cold.rss - baseline.cold.rss,
+        settledGrowthMb: (cold.settledRss ?? Number.NaN) - baseline.settled,
+        peakGrowthMb: cold.peak - baseline.cold.peak,
+      });
+    }
+  } finally {
+    await served.close();
+    await rm(assetsDir, { recursive: true, force: true });
+  }
+  return rows;
 }
 
 export async function benchWorker(): Promise<WorkerBench> {
@@ -201,90 +264,32 @@ export async function benchWorker(): Promise<WorkerBench> {
       ],
       rules: [{ match: { suffix: "blocked.bench.test." }, action: "block" }],
     };
-    const worker = startWorker(built.script, config);
-    try {
-      const url = await worker.ready;
-      await dnsPost(url, "warm.bench.test");
-      const pid = await workerdPid();
-      const kinds: [string, (i: number) => Promise<unknown>][] = [
-        ["/healthz", (i) => fetch(new URL(`/healthz?${i}`, url)).then((r) => r.arrayBuffer())],
-        ["cache miss", (i) => dnsPost(url, `m${i}.bench.test`)],
-        ["cache hit", () => dnsPost(url, "warm.bench.test")],
-        ["blocked name", (i) => dnsPost(url, `b${i}.blocked.bench.test`)],
-        ["race of 2 (miss)", (i) => dnsPost(url, `r${i}.race.bench.test`)],
-      ];
-      const measured: { kind: string; cpuMs: number }[] = [];
-      for (const [kind, send] of kinds) {
-        measured.push({ kind, cpuMs: await cpuPerRequest(pid, REQUESTS, send) });
-      }
-      const baseline = measured[0]!.cpuMs;
-      const rows = measured.map((m) => ({
-        kind: m.kind,
-        requests: REQUESTS,
-        cpuMs: m.cpuMs,
-        overBaselineMs: m.cpuMs - baseline,
-      }));
-      await worker.dispose();
-      const cold: { ms: number; rss: number }[] = [];
-      for (let i = 0; i < 3; i++)
-        cold.push(await coldStart(built.script, config, `cold${i}.bench.test`));
-      cold.sort((x, y) => x.ms - y.ms);
-      const coldBaseline = cold[1]!;
-      const coldWithList: ColdListRow[] = [];
-      for (const count of LIST_SIZES) {
-        const names = listNames(count, 16);
-        const { bytes } = buildCompiledList(names);
-        const list = await serveBytes(bytes);
-        try {
-          const run = await coldStart(
-            built.script,
-            { ...config, blocklists: [{ url: list.url }] },
-            names[0]!,
-          );
-          if (run.rcode !== Rcode.NXDOMAIN)
-            throw new Error("bench:worker: the compiled list was not applied");
-          coldWithList.push({
-            names: count,
-            fileMb: bytes.length / 2 ** 20,
-            firstQueryMs: run.ms,
-            memoryGrowthMb: run.rss - coldBaseline.rss,
-          });
-        } finally {
-          await list.close();
-        }
-      }
-      return { bundleKiB: built.kib, rows, coldFirstQueryMs: coldBaseline.ms, coldWithList };
-    } finally {
-      await worker.dispose().catch(() => {});
+    const rows = await cpuRows(built.script, config);
+    const cold: ColdRun[] = [];
+    for (let i = 0; i < COLD_RUNS; i++) {
+      cold.push(
+        await coldStart(built.script, config, `cold${i}.bench.test`, {
+          noCacheApi: noCacheApi(),
+          settleMs: SETTLE_MS,
+        }),
+      );
     }
+    const baseline = { cold: median(cold), settled: median(cold).settledRss ?? Number.NaN };
+    const coldWithList: ColdListRow[] = [];
+    for (const count of LIST_SIZES) {
+      coldWithList.push(...(await coldListRows(built.script, config, count, baseline)));
+    }
+    return {
+      bundleKiB: built.kib,
+      rows,
+      coldFirstQueryMs: baseline.cold.ms,
+      coldFirstQueryCpuMs: baseline.cold.cpuMs,
+      coldWithList,
+    };
   } finally {
     for (const server of servers.reverse()) await server.stop();
     await rm(built.dir, { recursive: true, force: true });
   }
-}
-
-export function workerTable(bench: WorkerBench): string[] {
-  return [
-    `Worker bundle: ${bench.bundleKiB.toFixed(1)} KiB. Cold isolate, first DNS answer: ${bench.coldFirstQueryMs.toFixed(0)} ms (median of 3).`,
-    "",
-    "| request | requests | workerd CPU per request (ms) | over /healthz (ms) |",
-    "|---|---|---|---|",
-    ...bench.rows.map(
-      (r) =>
-        `| ${r.kind} | ${r.requests} | ${r.cpuMs.toFixed(3)} | ${r.kind === "/healthz" ? "—" : r.overBaselineMs.toFixed(3)} |`,
-    ),
-    "",
-    "A cold isolate with a compiled block list by URL (served from loopback), its first query for a",
-    "listed name (so it waits for the list): the answer's time, and workerd's memory over the cold",
-    "isolate without a list.",
-    "",
-    "| names | file (MB) | first answer (ms) | workerd memory growth (MB) |",
-    "|---|---|---|---|",
-    ...bench.coldWithList.map(
-      (r) =>
-        `| ${r.names.toLocaleString("en-US")} | ${r.fileMb.toFixed(1)} | ${r.firstQueryMs.toFixed(0)} | ${r.memoryGrowthMb.toFixed(1)} |`,
-    ),
-  ];
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

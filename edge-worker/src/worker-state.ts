@@ -156,6 +156,7 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
             loaded = await loadWorkerBlocklists(config.blocklists, {
               cache: typeof caches === "undefined" ? undefined : caches.default,
               assets: env.ASSETS,
+              keepAlive: waitUntil,
               onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
             });
           },

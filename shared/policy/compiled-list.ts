@@ -35,7 +35,10 @@ export function unionMatchers(matchers: readonly NameMatcher[]): NameMatcher {
   if (nonEmpty.length === 1) return nonEmpty[0]!;
   return {
     matches: (name) => nonEmpty.some((m) => m.matches(name)),
-    size: nonEmpty.reduce((sum, m) => sum + m.size, 0),
+    // A getter: a list can leave later (the worker drops a corrupt one).
+    get size() {
+      return nonEmpty.reduce((sum, m) => sum + m.size, 0);
+    },
   };
 }
 
@@ -124,9 +127,25 @@ function place(a: number, b: number, seed: number, blockLength: number, out: Int
 }
 
 function checksum(header: readonly number[], words: Uint32Array): number {
+  const steps = checksumSteps(header, words, words.length);
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  return step.value;
+}
+
+/** The checksum (FNV-1a over the header fields and the words), pausing every `wordsPerStep` words. */
+function* checksumSteps(
+  header: readonly number[],
+  words: Uint32Array,
+  wordsPerStep: number,
+): Generator<void, number, void> {
   let h = 0x811c9dc5;
   for (const field of header) h = Math.imul(h ^ field, 0x01000193);
-  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
+  for (let start = 0; start < words.length; start += wordsPerStep) {
+    if (start > 0) yield;
+    const end = Math.min(words.length, start + wordsPerStep);
+    for (let i = start; i < end; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
+  }
   return h >>> 0;
 }
 
@@ -291,6 +310,30 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  * 4-byte aligned. Throws CompiledListError with one line saying what is wrong.
  */
 export function openCompiledList(bytes: Uint8Array): NameMatcher {
+  const opened = openCompiledListUnverified(bytes);
+  const steps = opened.verify(Number.MAX_SAFE_INTEGER);
+  while (!steps.next().done) {
+    // one step: the whole checksum
+  }
+  return opened.matcher;
+}
+
+/** A compiled list opened before its checksum is checked, and the check. */
+export interface UnverifiedList {
+  readonly matcher: NameMatcher;
+  /**
+   * The checksum check, pausing (yielding) every `wordsPerStep` words: run
+   * it to its end. The last step throws CompiledListError on a mismatch.
+   */
+  verify(wordsPerStep: number): Generator<void, void, void>;
+}
+
+/**
+ * Like openCompiledList, with every check but the checksum done now: the
+ * matcher answers at once, and the caller runs `verify` (the worker does it
+ * in slices between queries) and stops using the matcher if it throws.
+ */
+export function openCompiledListUnverified(bytes: Uint8Array): UnverifiedList {
   const fail = (why: string) => new CompiledListError(`compiled block list: ${why}`);
   if (!isCompiledList(bytes)) throw fail("not a compiled list (wrong magic bytes)");
   if (bytes.length < HEADER_BYTES) throw fail(`truncated (${bytes.length} bytes, no full header)`);
@@ -320,9 +363,7 @@ export function openCompiledList(bytes: Uint8Array): NameMatcher {
     offset % 4 === 0
       ? new Uint32Array(bytes.buffer, offset, 3 * blockLength)
       : new Uint32Array(copyBytes(bytes.subarray(HEADER_BYTES)).buffer);
-  if (checksum([version, n, seed, blockLength, depths], words) !== view.getUint32(24, true)) {
-    throw fail("checksum mismatch (the file is corrupt)");
-  }
+  const stored = view.getUint32(24, true);
   const state: SuffixKeys = { a: 0, b: 0 };
   const at = new Int32Array(3);
   const probe = () => {
@@ -330,7 +371,14 @@ export function openCompiledList(bytes: Uint8Array): NameMatcher {
     return (fingerprint ^ words[at[0]!]! ^ words[at[1]!]! ^ words[at[2]!]!) === 0;
   };
   return {
-    matches: (name) => n > 0 && walkSuffixes(name, state, probe, fewest, most),
-    size: n,
+    matcher: {
+      matches: (name) => n > 0 && walkSuffixes(name, state, probe, fewest, most),
+      size: n,
+    },
+    *verify(wordsPerStep) {
+      const header = [version, n, seed, blockLength, depths];
+      const sum = yield* checksumSteps(header, words, Math.max(1, wordsPerStep));
+      if (sum !== stored) throw fail("checksum mismatch (the file is corrupt)");
+    },
   };
 }

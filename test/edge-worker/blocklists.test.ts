@@ -54,7 +54,14 @@ describe("worker block lists", () => {
       fetches++;
       return fetch(input, init);
     };
-    const first = await loadWorkerBlocklists([{ url }], { fetch: counting, cache: caches.default });
+    const kept: Promise<unknown>[] = [];
+    const first = await loadWorkerBlocklists([{ url }], {
+      fetch: counting,
+      cache: caches.default,
+      keepAlive: (work) => kept.push(work),
+    });
+    expect(kept).toHaveLength(1); // the Cache API put, after the list is in use
+    await Promise.all(kept);
     const second = await loadWorkerBlocklists([{ url }], {
       fetch: counting,
       cache: caches.default,
@@ -79,12 +86,19 @@ describe("worker block lists", () => {
       fetches++;
       return fetch(input, init);
     };
-    const again = await loadWorkerBlocklists([{ url: `${doh}/lists/compiled-1.bin` }], {
+    const url = `${doh}/lists/compiled-cache-${Date.now()}.bin`;
+    const kept: Promise<unknown>[] = [];
+    const first = await loadWorkerBlocklists([{ url }], {
       fetch: counting,
       cache: caches.default,
+      keepAlive: (work) => kept.push(work),
     });
+    await Promise.all(kept); // verified, then put in the Cache API a chunk at a time
+    // The put copied chunks: the list in use still reads its own bytes.
+    expect(first.matches("compiled-blocked.example.test")).toBe(true);
+    const again = await loadWorkerBlocklists([{ url }], { fetch: counting, cache: caches.default });
     expect([fetches, again.size, again.matches("compiled-blocked.example.test")]).toEqual([
-      0,
+      1,
       1,
       true,
     ]);
@@ -117,10 +131,12 @@ describe("worker block lists", () => {
 
   it("leaves out a corrupt compiled list with one line naming it, and keeps serving with the others", async () => {
     const errors: unknown[] = [];
+    const kept: Promise<unknown>[] = [];
     const matcher = await loadWorkerBlocklists(
       [{ url: `${doh}/lists/corrupt-1.bin` }, { url: `${doh}/lists/hosts.txt` }],
-      { onError: (error) => errors.push(error) },
+      { onError: (error) => errors.push(error), keepAlive: (work) => kept.push(work) },
     );
+    await Promise.all(kept);
     expect(errors.map(String)).toEqual([
       `Error: ${doh}/lists/corrupt-1.bin: compiled block list: checksum mismatch (the file is corrupt)`,
     ]);
@@ -131,6 +147,62 @@ describe("worker block lists", () => {
       blocklists: [{ url: `${doh}/lists/corrupt-2.bin` }],
     };
     expect(readRcode(await ask(config, "www.example.test."))).toBe(Rcode.NOERROR);
+  });
+});
+
+describe("a compiled list's checksum, verified after the list is in use (issue 16)", () => {
+  it("answers with the list at once, drops a corrupt one when its check ends, logs one line, and never caches it", async () => {
+    const url = `${doh}/lists/corrupt-deferred-${Date.now()}.bin`;
+    const errors: unknown[] = [];
+    const kept: Promise<unknown>[] = [];
+    const slices: (() => void)[] = [];
+    let fetches = 0;
+    const counting: typeof fetch = (input, init) => {
+      fetches++;
+      return fetch(input, init);
+    };
+    const matcher = await loadWorkerBlocklists([{ url }, { url: `${doh}/lists/hosts.txt` }], {
+      fetch: counting,
+      cache: caches.default,
+      onError: (error) => errors.push(error),
+      keepAlive: (work) => kept.push(work),
+      verifyWordsPerSlice: 4, // the one-name filter has 36 words: nine slices
+      pause: () => new Promise<void>((resolve) => slices.push(resolve)),
+    });
+    // In use while its check runs, which waits between slices.
+    expect([matcher.size > 1, errors, slices.length]).toEqual([true, [], 1]);
+    let done = false;
+    void Promise.all(kept).then(() => {
+      done = true;
+    });
+    while (!done) {
+      slices.shift()?.();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    expect(errors.map(String)).toEqual([
+      `Error: ${url}: compiled block list: checksum mismatch (the file is corrupt)`,
+    ]);
+    expect(matcher.matches("compiled-blocked.example.test")).toBe(false);
+    expect(matcher.matches("blocked.example.test")).toBe(true); // the text list stays
+    // Not put in the Cache API: the next load fetches it again.
+    await loadWorkerBlocklists([{ url }], { fetch: counting, cache: caches.default });
+    expect(fetches).toBe(2);
+  });
+
+  it("keeps a sound list once its check passes", async () => {
+    const slices: (() => void)[] = [];
+    const kept: Promise<unknown>[] = [];
+    const matcher = await loadWorkerBlocklists([{ url: `${doh}/lists/compiled-2.bin` }], {
+      keepAlive: (work) => kept.push(work),
+      verifyWordsPerSlice: 4,
+      pause: async () => {
+        slices.push(() => {});
+      },
+    });
+    expect(matcher.matches("compiled-blocked.example.test")).toBe(true);
+    await Promise.all(kept);
+    expect(slices).toHaveLength(8); // paused between the nine slices
+    expect([matcher.size, matcher.matches("compiled-blocked.example.test")]).toEqual([1, true]);
   });
 });
 

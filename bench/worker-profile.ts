@@ -1,0 +1,115 @@
+// The worker isolate's own CPU time, as Cloudflare bills it: a V8 CPU profile
+// of the isolate taken through workerd's inspector (Miniflare's
+// `inspectorPort`, the Chrome DevTools protocol over a WebSocket). The
+// sampler sees only the isolate's thread; the time it spends waiting, or
+// running other services of the same workerd (Miniflare's Cache API and
+// static assets, workerd's HTTP client), shows up as "(idle)" or not at all.
+
+import { BenchError } from "./processes.ts";
+
+/** The sampling interval, µs: short enough for sub-millisecond requests, long enough to cost little. */
+const SAMPLE_US = 250;
+
+/** One CPU profile from Profiler.stop (the fields we read). */
+interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+export interface IsolateCpu {
+  /** Sampled time with JS on the isolate's stack (its own code, runtime calls made from it) or in GC, ms. */
+  busyMs: number;
+  /** Sampled "(program)" time: the thread outside any JS, in the runtime or waiting, ms. */
+  programMs: number;
+  /** Of that, V8's garbage collector, ms. */
+  gcMs: number;
+  /** Frames by self time, busiest first: "function url:line" and ms. */
+  top: { frame: string; ms: number }[];
+}
+
+/** A DevTools protocol session with one of workerd's isolates. */
+export interface InspectorSession {
+  profile(run: () => Promise<void>): Promise<IsolateCpu>;
+  close(): void;
+}
+
+/**
+ * Opens a session with the isolate of the worker `name` (its inspector id is
+ * `core:user:<name>`) at workerd's inspector address.
+ */
+export async function openInspector(inspector: URL, name: string): Promise<InspectorSession> {
+  const socket = new WebSocket(new URL(`/core:user:${name}`, inspector));
+  await new Promise<void>((resolve, reject) => {
+    socket.addEventListener("open", () => resolve(), { once: true });
+    socket.addEventListener(
+      "error",
+      () => reject(new BenchError("inspector", `cannot reach the inspector of ${name}`)),
+      { once: true },
+    );
+  });
+  let nextId = 1;
+  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  socket.addEventListener("message", (event) => {
+    const message = JSON.parse(String(event.data)) as {
+      id?: number;
+      result?: unknown;
+      error?: { message: string };
+    };
+    const waiter = message.id === undefined ? undefined : pending.get(message.id);
+    if (!waiter) return; // an event
+    pending.delete(message.id!);
+    if (message.error) waiter.reject(new BenchError("inspector", message.error.message));
+    else waiter.resolve(message.result);
+  });
+  const send = (method: string, params: object = {}) =>
+    new Promise<unknown>((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: SAMPLE_US }); // µs
+  return {
+    async profile(run) {
+      await send("Profiler.start");
+      await run();
+      const { profile } = (await send("Profiler.stop")) as { profile: CpuProfile };
+      return summarize(profile);
+    },
+    close: () => socket.close(),
+  };
+}
+
+/** Samples that are not the isolate's own work: its idle time and the profile's root. */
+const NOT_BUSY = new Set(["(idle)", "(root)", "(program)"]);
+
+/** Busy time (JS and GC samples), "(program)" time, GC, and the top frames by self time. */
+export function summarize(profile: CpuProfile, topCount = 8): IsolateCpu {
+  const byNode = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const self = new Map<string, number>();
+  let busyUs = 0;
+  let programUs = 0;
+  let gcUs = 0;
+  profile.samples.forEach((nodeId, i) => {
+    // timeDeltas[i] is the time before sample i; the sample stands for it.
+    const us = profile.timeDeltas[i] ?? 0;
+    const frame = byNode.get(nodeId);
+    const fn = frame?.functionName || "(anonymous)";
+    if (fn === "(program)") programUs += us;
+    if (NOT_BUSY.has(fn)) return;
+    busyUs += us;
+    if (fn === "(garbage collector)") gcUs += us;
+    const file = frame?.url.split("/").pop() ?? "";
+    const key = file ? `${fn} ${file}:${(frame?.lineNumber ?? 0) + 1}` : fn;
+    self.set(key, (self.get(key) ?? 0) + us);
+  });
+  const top = [...self.entries()]
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, topCount)
+    .map(([frame, us]) => ({ frame, ms: us / 1000 }));
+  return { busyMs: busyUs / 1000, programMs: programUs / 1000, gcMs: gcUs / 1000, top };
+}
