@@ -8,6 +8,8 @@
 export interface BodySource {
   readonly headers: Headers;
   readonly body: ReadableStream<Uint8Array> | null;
+  /** The whole body at once (Request and Response have it): used when its length is declared. */
+  arrayBuffer?(): Promise<ArrayBuffer>;
 }
 
 /** Chunks kept up to a limit. */
@@ -52,9 +54,14 @@ export async function readBoundedBody(
   limit: number,
   signal?: AbortSignal,
 ): Promise<Uint8Array | "too_large"> {
-  if (Number(source.headers.get("content-length") ?? "0") > limit) return "too_large";
+  const declared = source.headers.get("content-length");
+  if (Number(declared ?? "0") > limit) return "too_large";
   if (source.body === null) return new Uint8Array(0);
   signal?.throwIfAborted();
+  // A declared length within the limit bounds the body by HTTP framing: the
+  // runtime reads it natively, without a promise per chunk (a third of the
+  // worker's CPU on a cache miss went to the reader loop).
+  if (declared !== null && source.arrayBuffer) return readDeclared(source.arrayBuffer(), signal);
   const reader = source.body.getReader();
   const stop = () => reader.cancel(signal?.reason).catch(() => {});
   signal?.addEventListener("abort", stop, { once: true });
@@ -71,5 +78,24 @@ export async function readBoundedBody(
     }
   } finally {
     signal?.removeEventListener("abort", stop);
+  }
+}
+
+/** A body of declared length, read at once; rejects with the signal's reason if it aborts first. */
+async function readDeclared(
+  whole: Promise<ArrayBuffer>,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  if (!signal) return new Uint8Array(await whole);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  whole.catch(() => {}); // read on past an abort, bounded by the declared length
+  try {
+    return new Uint8Array(await Promise.race([whole, aborted]));
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
 }

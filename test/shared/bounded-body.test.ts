@@ -26,6 +26,43 @@ const source = (body: ReadableStream<Uint8Array> | null, headers: Record<string,
 });
 
 describe("readBoundedBody", () => {
+  it("reads a body of declared length at once, as a copy the caller owns", async () => {
+    const sent = new Uint8Array([1, 2, 3, 4]);
+    const response = new Response(sent, { headers: { "content-length": "4" } });
+    let whole = 0;
+    const read = response.arrayBuffer.bind(response);
+    const bytes = (await readBoundedBody(
+      {
+        headers: response.headers,
+        body: response.body,
+        arrayBuffer: () => {
+          whole++;
+          return read();
+        },
+      },
+      40,
+    )) as Uint8Array;
+    expect(whole).toBe(1);
+    expect(Array.from(bytes)).toEqual([1, 2, 3, 4]);
+    bytes[0] = 9;
+    expect(sent[0]).toBe(1);
+  });
+
+  it("gives up on a declared body that stalls when the signal aborts", async () => {
+    const stalled = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
+    const controller = new AbortController();
+    const read = readBoundedBody(
+      {
+        ...source(stalled, { "content-length": "10" }),
+        arrayBuffer: () => new Response(stalled).arrayBuffer(),
+      },
+      40,
+      controller.signal,
+    );
+    controller.abort(new Error("body deadline"));
+    await expect(read).rejects.toThrow("body deadline");
+  });
+
   it("reads a body of exactly the limit, chunk by chunk, into one array", async () => {
     const { body } = counted(4, 10);
     const bytes = await readBoundedBody(source(body), 40);
