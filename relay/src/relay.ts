@@ -31,7 +31,6 @@ import {
 import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { buildTransports } from "./transports/build-transports.ts";
-import { isPooled } from "./transports/pool-stats.ts";
 
 export interface Relay {
   readonly listeners: readonly Listener[];
@@ -185,7 +184,10 @@ export async function startRelay(
       cache: core.resolver.cacheStats(),
       policy_hits: core.resolver.policyHits(),
       pools: Object.fromEntries(
-        [...core.transports].flatMap(([name, t]) => (isPooled(t) ? [[name, t.poolStats()]] : [])),
+        [...core.transports].flatMap(([name, t]) => {
+          const stats = t.poolStats?.();
+          return stats ? [[name, stats]] : [];
+        }),
       ),
     }),
   };

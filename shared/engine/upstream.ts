@@ -26,6 +26,26 @@ export interface Upstream {
   query(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array>;
   /** Releases connections and timers. Queries after close reject with `closed`. */
   close(): Promise<void>;
+  /** Connection figures, on upstreams that keep connections (shared/pool/pool.ts). */
+  poolStats?(): PoolStats;
+}
+
+/** What a connection pool reports for /metrics and /statusz. */
+export interface PoolStats {
+  /** Connections (sessions) open or opening now. */
+  open: number;
+  /** Queries holding a place on a connection now (waiting for its handshake or an answer). */
+  inFlight: number;
+  /** Connections opened since start (TCP connect, TLS or QUIC handshake). */
+  opened: number;
+  /** Of those, TLS sessions resumed from a ticket (0 where not applicable). */
+  resumed: number;
+  /** Connections opened to replace one that closed, died or failed to open. */
+  reconnects: number;
+  /** Queries sent on a connection that had already carried one. */
+  reused: number;
+  /** Queries that were the first on their connection. */
+  fresh: number;
 }
 
 /**
