@@ -158,7 +158,7 @@ export function createPool(driver: PoolDriver, options: PoolOptions): Pool {
 
   /** Hands waiting queries to connections with room, first come first served. */
   function pump() {
-    while (waiters.length > 0) {
+    while (waiters.length > 0 && !closed) {
       let entry: Entry | undefined;
       try {
         entry = pick();
@@ -228,6 +228,8 @@ export function createPool(driver: PoolDriver, options: PoolOptions): Pool {
   async function attempt(entry: Entry, wire: Uint8Array, message: Uint8Array, signal: AbortSignal) {
     try {
       const conn = await whenReady(entry.ready, signal);
+      // The signal may have aborted while the connection opened (no event fires for that).
+      if (signal.aborted) throw abortedBy(signal, name);
       if (entry.sent++ > 0) stats.reused++;
       else stats.fresh++;
       return await conn.exchange(wire, message, signal);
@@ -240,6 +242,7 @@ export function createPool(driver: PoolDriver, options: PoolOptions): Pool {
     // One caller giving up must not cancel the open the others wait for.
     return new Promise<PoolConnection>((resolve, reject) => {
       const onAbort = () => reject(abortedBy(signal, name));
+      if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
