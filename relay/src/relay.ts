@@ -4,6 +4,7 @@
 
 import type { RelayConfig } from "../../shared/config/schema.ts";
 import { formatHostPort } from "../../shared/config/upstream-url.ts";
+import type { Clock } from "../../shared/engine/clock.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
@@ -31,6 +32,7 @@ import {
 import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { buildTransports } from "./transports/build-transports.ts";
+import { relayClock } from "./transports/relay-clock.ts";
 
 export interface Relay {
   readonly listeners: readonly Listener[];
@@ -54,14 +56,20 @@ interface Core {
   limits: ClientLimits;
 }
 
-function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlocklists): Core {
-  const built = buildTransports(config);
+function buildCore(
+  config: RelayConfig,
+  logger: Logger,
+  blocklists: LoadedBlocklists,
+  clock: Clock,
+): Core {
+  const built = buildTransports(config, clock);
   const transports = built.upstreams;
   const cached = createCachedResolver(
     createResolver({
       upstreams: config.upstreams,
       routes: config.routes,
       transports,
+      clock,
       onAttemptError: (e) =>
         logger.info("upstream attempt failed", {
           route: e.route,
@@ -71,6 +79,9 @@ function buildCore(config: RelayConfig, logger: Logger, blocklists: LoadedBlockl
         }),
     }),
     config.cache,
+    () => clock.now(),
+    undefined,
+    { clock },
   );
   const pluginLog = createLogThrottle(10_000);
   const plugins =
@@ -146,14 +157,16 @@ async function loadLists(config: RelayConfig, logger: Logger): Promise<LoadedBlo
 export interface RelayOptions {
   /** Bind listen.metrics here (default true); a worker leaves it to its supervisor. */
   serveOps?: boolean;
+  /** Time for the pools, the engine and the cache (tests pass a manual clock). */
+  clock?: Clock;
 }
 
 export async function startRelay(
   config: RelayConfig,
   logger: Logger,
-  { serveOps = true }: RelayOptions = {},
+  { serveOps = true, clock = relayClock }: RelayOptions = {},
 ): Promise<Relay> {
-  let core = buildCore(config, logger, await loadLists(config, logger));
+  let core = buildCore(config, logger, await loadLists(config, logger), clock);
   const metrics = createRelayMetrics();
   const shutdownController = new AbortController();
   const handler = createQueryHandler({
@@ -260,7 +273,7 @@ export async function startRelay(
     },
     async reload(next) {
       // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(next, logger, await loadLists(next, logger));
+      const fresh = buildCore(next, logger, await loadLists(next, logger), clock);
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
       }

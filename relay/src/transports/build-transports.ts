@@ -9,11 +9,13 @@ import {
   type RelayConfig,
   type RelayUpstreamConfig,
 } from "../../../shared/config/schema.ts";
+import type { Clock } from "../../../shared/engine/clock.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
 import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
 import { createDoqUpstream } from "./doq.ts";
+import { relayClock } from "./relay-clock.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
 
@@ -55,7 +57,11 @@ function tlsOptions(upstream: RelayUpstreamConfig) {
   };
 }
 
-export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootstrap): Upstream {
+export function buildTransport(
+  upstream: RelayUpstreamConfig,
+  bootstrap?: Bootstrap,
+  clock: Clock = relayClock,
+): Upstream {
   const { url, name, pool } = upstream;
   const lookup = url.hostKind === "name" ? bootstrap?.lookup : undefined;
   switch (url.protocol) {
@@ -81,6 +87,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         handshakeTimeoutMs: pool.handshake_timeout,
         maxRetries: pool.max_retries,
         lookup,
+        clock,
       });
     case "http":
       // Plain-HTTP DoH is for loopback, tunnels and `wrangler dev`, which
@@ -104,6 +111,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         maxRetries: pool.max_retries,
         tls: tlsOptions(upstream),
         lookup,
+        clock,
       });
     }
     case "quic":
@@ -119,6 +127,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         maxRetries: pool.max_retries,
         maxInFlight: pool.max_in_flight,
         lookup,
+        clock,
       });
     default:
       throw new ConfigError([
@@ -134,7 +143,8 @@ export interface Transports {
   close(): Promise<void>;
 }
 
-export function buildTransports(config: RelayConfig): Transports {
+/** Every configured upstream's transport; pools keep time by `clock`. */
+export function buildTransports(config: RelayConfig, clock: Clock = relayClock): Transports {
   assertSupported(config);
   const bootstrap =
     config.bootstrap.length > 0
@@ -143,7 +153,9 @@ export function buildTransports(config: RelayConfig): Transports {
           ...(config.ecs !== undefined ? { ecs: config.ecs } : {}),
         })
       : undefined;
-  const upstreams = new Map(config.upstreams.map((u) => [u.name, buildTransport(u, bootstrap)]));
+  const upstreams = new Map(
+    config.upstreams.map((u) => [u.name, buildTransport(u, bootstrap, clock)]),
+  );
   return {
     upstreams,
     bootstrap,
