@@ -17,7 +17,7 @@
 import { type Clock, systemClock, type TimerHandle } from "../engine/clock.ts";
 import { abortedBy, toUpstreamError, UpstreamError } from "../engine/errors.ts";
 import { type PoolStats, type Upstream, unsendable } from "../engine/upstream.ts";
-import { createBackoff } from "./backoff.ts";
+import { type Backoff, createBackoff } from "./backoff.ts";
 import type { PoolConnection, PoolDriver } from "./driver.ts";
 
 export interface PoolOptions {
@@ -64,34 +64,157 @@ interface Waiter {
 const RETRY_AFTER_DEATH = new Set(["read", "send"]);
 
 export function createPool(driver: PoolDriver, options: PoolOptions): Pool {
-  const { name, size, maxInFlight } = options;
-  const clock = options.clock ?? systemClock;
-  const backoff = createBackoff({ clock, maxMs: options.maxBackoffMs ?? 5000 });
-  const entries: Entry[] = [];
-  const waiters: Waiter[] = [];
-  /** Wake-ups of retries waiting out the backoff, so close() can end them. */
-  const sleepers = new Set<() => void>();
-  const shutdown = new AbortController();
-  const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
-  /** Connections gone and not yet replaced: the next opens count as reconnects. */
-  let lost = 0;
-  let closed = false;
+  return new ConnectionPool(driver, options);
+}
 
-  /** Takes a connection out of the pool (it is closed by whoever decided it is gone). */
-  function remove(entry: Entry) {
-    if (!entry.live) return;
-    entry.live = false;
-    if (entry.idleTimer !== undefined) clock.clearTimeout(entry.idleTimer);
-    entries.splice(entries.indexOf(entry), 1);
-    lost++;
-    pump();
+class ConnectionPool implements Pool {
+  readonly name: string;
+  private readonly driver: PoolDriver;
+  private readonly options: PoolOptions;
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
+  private readonly entries: Entry[] = [];
+  private readonly waiters: Waiter[] = [];
+  /** Wake-ups of retries waiting out the backoff, so close() can end them. */
+  private readonly sleepers = new Set<() => void>();
+  private readonly shutdown = new AbortController();
+  private readonly stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
+  /** Connections gone and not yet replaced: the next opens count as reconnects. */
+  private lost = 0;
+  private closed = false;
+
+  constructor(driver: PoolDriver, options: PoolOptions) {
+    this.name = options.name;
+    this.driver = driver;
+    this.options = options;
+    this.clock = options.clock ?? systemClock;
+    this.backoff = createBackoff({ clock: this.clock, maxMs: options.maxBackoffMs ?? 5000 });
   }
 
-  function open(): Entry {
-    stats.opened++;
-    if (lost > 0) {
-      lost--;
-      stats.reconnects++;
+  query(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new UpstreamError("closed", this.name));
+    if (signal.aborted) return Promise.reject(abortedBy(signal, this.name));
+    const bad = unsendable(message, this.name);
+    if (bad) return Promise.reject(bad);
+    return this.run(message, signal);
+  }
+
+  poolStats(): PoolStats {
+    let inFlight = 0;
+    for (const e of this.entries) inFlight += e.load;
+    return { open: this.entries.length, inFlight, ...this.stats };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.shutdown.abort(new UpstreamError("closed", this.name));
+    for (const waiter of this.waiters.splice(0)) {
+      waiter.signal.removeEventListener("abort", waiter.onAbort);
+      waiter.reject(new UpstreamError("closed", this.name));
+    }
+    for (const entry of [...this.entries]) {
+      this.remove(entry);
+      entry.conn?.close(false);
+    }
+    for (const wake of [...this.sleepers]) wake();
+  }
+
+  private async run(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const wire = this.driver.prepare ? this.driver.prepare(message) : message;
+    for (let retries = 0; ; ) {
+      let entry: Entry | undefined;
+      try {
+        entry = await this.lease(signal);
+        return await this.attempt(entry, wire, message, signal);
+      } catch (raw) {
+        if (signal.aborted) throw abortedBy(signal, this.name);
+        if (this.closed) throw new UpstreamError("closed", this.name);
+        const error = toUpstreamError(raw, this.name);
+        const opened = entry?.conn !== undefined;
+        if (!opened && error.code === "connect" && retries > 0) {
+          await this.backoffOver(signal);
+          continue;
+        }
+        const died = opened && !entry?.live && RETRY_AFTER_DEATH.has(error.code);
+        if (!died || retries >= this.options.maxRetries) throw error;
+        retries++;
+      }
+    }
+  }
+
+  /** The answer from one connection; the connection's place is given back either way. */
+  private async attempt(entry: Entry, wire: Uint8Array, message: Uint8Array, signal: AbortSignal) {
+    try {
+      const conn = await this.whenReady(entry.ready, signal);
+      // The signal may have aborted while the connection opened (no event fires for that).
+      if (signal.aborted) throw abortedBy(signal, this.name);
+      if (entry.sent++ > 0) this.stats.reused++;
+      else this.stats.fresh++;
+      return await conn.exchange(wire, message, signal);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  private whenReady(ready: Promise<PoolConnection>, signal: AbortSignal) {
+    // One caller giving up must not cancel the open the others wait for.
+    return new Promise<PoolConnection>((resolve, reject) => {
+      const onAbort = () => reject(abortedBy(signal, this.name));
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    });
+  }
+
+  /** A place on a connection (maybe one still opening), now or once one frees up. */
+  private lease(signal: AbortSignal): Promise<Entry> {
+    if (this.closed) return Promise.reject(new UpstreamError("closed", this.name));
+    if (signal.aborted) return Promise.reject(abortedBy(signal, this.name));
+    if (this.waiters.length === 0) {
+      let entry: Entry | undefined;
+      try {
+        entry = this.pick();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (entry) return Promise.resolve(this.take(entry));
+      if (this.options.whenFull === "busy") {
+        const busy = new UpstreamError("busy", this.name, `${this.name}: every connection full`);
+        return Promise.reject(busy);
+      }
+    }
+    return new Promise<Entry>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(abortedBy(signal, this.name));
+        },
+      };
+      signal.addEventListener("abort", waiter.onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** The least loaded connection with room, a new one, or undefined when all are full. */
+  private pick(): Entry | undefined {
+    let best: Entry | undefined;
+    for (const e of this.entries) if (!best || e.load < best.load) best = e;
+    if (best && best.load === 0) return best;
+    if (this.entries.length < this.options.size) {
+      if (!this.backoff.holding()) return this.open();
+      if (!best) throw new UpstreamError("connect", this.name, `${this.name}: reconnect backoff`);
+    }
+    return best && best.load < this.options.maxInFlight ? best : undefined;
+  }
+
+  private open(): Entry {
+    this.stats.opened++;
+    if (this.lost > 0) {
+      this.lost--;
+      this.stats.reconnects++;
     }
     const entry: Entry = {
       ready: Promise.resolve() as unknown as Promise<PoolConnection>,
@@ -101,202 +224,94 @@ export function createPool(driver: PoolDriver, options: PoolOptions): Pool {
       live: true,
       idleTimer: undefined,
     };
-    entry.ready = driver.open({ signal: shutdown.signal, lost: () => remove(entry) }).then(
+    const context = { signal: this.shutdown.signal, lost: () => this.remove(entry) };
+    entry.ready = this.driver.open(context).then(
       (conn) => {
         if (!entry.live) {
           conn.close(false);
-          throw new UpstreamError(closed ? "closed" : "connect", name);
+          throw new UpstreamError(this.closed ? "closed" : "connect", this.name);
         }
         entry.conn = conn;
-        backoff.succeeded();
-        if (conn.resumed) stats.resumed++;
+        this.backoff.succeeded();
+        if (conn.resumed) this.stats.resumed++;
         return conn;
       },
       (error: unknown) => {
-        backoff.failed();
-        remove(entry);
-        throw toUpstreamError(error, name);
+        this.backoff.failed();
+        this.remove(entry);
+        throw toUpstreamError(error, this.name);
       },
     );
     entry.ready.catch(() => {}); // each query waiting on it sees the rejection
-    entries.push(entry);
+    this.entries.push(entry);
     return entry;
   }
 
-  /** The least loaded connection with room, a new one, or undefined when all are full. */
-  function pick(): Entry | undefined {
-    let best: Entry | undefined;
-    for (const e of entries) if (!best || e.load < best.load) best = e;
-    if (best && best.load === 0) return best;
-    if (entries.length < size) {
-      if (!backoff.holding()) return open();
-      if (!best) throw new UpstreamError("connect", name, `${name}: reconnect backoff`);
-    }
-    return best && best.load < maxInFlight ? best : undefined;
-  }
-
-  function take(entry: Entry): Entry {
+  private take(entry: Entry): Entry {
     entry.load++;
-    if (entry.idleTimer !== undefined) clock.clearTimeout(entry.idleTimer);
+    if (entry.idleTimer !== undefined) this.clock.clearTimeout(entry.idleTimer);
     entry.idleTimer = undefined;
     return entry;
   }
 
-  function release(entry: Entry) {
+  private release(entry: Entry) {
     entry.load--;
     if (entry.load === 0 && entry.live && entry.conn) {
       const conn = entry.conn;
-      entry.idleTimer = clock.setTimeout(() => {
+      entry.idleTimer = this.clock.setTimeout(() => {
         entry.idleTimer = undefined;
         if (entry.load > 0) return;
-        remove(entry);
+        this.remove(entry);
         conn.close(true);
-      }, options.idleTimeoutMs);
+      }, this.options.idleTimeoutMs);
     }
-    pump();
+    this.pump();
+  }
+
+  /** Takes a connection out of the pool (it is closed by whoever decided it is gone). */
+  private remove(entry: Entry) {
+    if (!entry.live) return;
+    entry.live = false;
+    if (entry.idleTimer !== undefined) this.clock.clearTimeout(entry.idleTimer);
+    this.entries.splice(this.entries.indexOf(entry), 1);
+    this.lost++;
+    this.pump();
   }
 
   /** Hands waiting queries to connections with room, first come first served. */
-  function pump() {
-    while (waiters.length > 0 && !closed) {
+  private pump() {
+    while (this.waiters.length > 0 && !this.closed) {
       let entry: Entry | undefined;
+      let failure: UpstreamError | undefined;
       try {
-        entry = pick();
+        entry = this.pick();
+        if (!entry) return;
       } catch (error) {
-        const waiter = waiters.shift() as Waiter;
-        waiter.signal.removeEventListener("abort", waiter.onAbort);
-        waiter.reject(error as UpstreamError);
-        continue;
+        failure = error as UpstreamError;
       }
-      if (!entry) return;
-      const waiter = waiters.shift() as Waiter;
+      const waiter = this.waiters.shift() as Waiter;
       waiter.signal.removeEventListener("abort", waiter.onAbort);
-      waiter.resolve(take(entry));
+      if (entry) waiter.resolve(this.take(entry));
+      else waiter.reject(failure as UpstreamError);
     }
-  }
-
-  /** A place on a connection (maybe one still opening). */
-  function lease(signal: AbortSignal): Promise<Entry> {
-    if (closed) return Promise.reject(new UpstreamError("closed", name));
-    if (signal.aborted) return Promise.reject(abortedBy(signal, name));
-    if (waiters.length === 0) {
-      let entry: Entry | undefined;
-      try {
-        entry = pick();
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      if (entry) return Promise.resolve(take(entry));
-      if (options.whenFull === "busy") {
-        return Promise.reject(new UpstreamError("busy", name, `${name}: every connection full`));
-      }
-    }
-    return new Promise<Entry>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        signal,
-        onAbort: () => {
-          waiters.splice(waiters.indexOf(waiter), 1);
-          reject(abortedBy(signal, name));
-        },
-      };
-      signal.addEventListener("abort", waiter.onAbort, { once: true });
-      waiters.push(waiter);
-    });
   }
 
   /** Resolves when the backoff is over (at least 10 ms on), or rejects once the caller gives up. */
-  function backoffOver(signal: AbortSignal): Promise<void> {
+  private backoffOver(signal: AbortSignal): Promise<void> {
+    const { clock } = this;
     return new Promise<void>((resolve, reject) => {
       const done = (error?: UpstreamError) => {
         clock.clearTimeout(timer);
-        sleepers.delete(wake);
+        this.sleepers.delete(wake);
         signal.removeEventListener("abort", onAbort);
         if (error) reject(error);
         else resolve();
       };
-      const wake = () => done(closed ? new UpstreamError("closed", name) : undefined);
-      const onAbort = () => done(abortedBy(signal, name));
-      const timer = clock.setTimeout(wake, Math.max(backoff.readyAt() - clock.now(), 10));
-      sleepers.add(wake);
+      const wake = () => done(this.closed ? new UpstreamError("closed", this.name) : undefined);
+      const onAbort = () => done(abortedBy(signal, this.name));
+      const timer = clock.setTimeout(wake, Math.max(this.backoff.readyAt() - clock.now(), 10));
+      this.sleepers.add(wake);
       signal.addEventListener("abort", onAbort, { once: true });
     });
   }
-
-  /** The answer from one connection, or an error saying whether to try another. */
-  async function attempt(entry: Entry, wire: Uint8Array, message: Uint8Array, signal: AbortSignal) {
-    try {
-      const conn = await whenReady(entry.ready, signal);
-      // The signal may have aborted while the connection opened (no event fires for that).
-      if (signal.aborted) throw abortedBy(signal, name);
-      if (entry.sent++ > 0) stats.reused++;
-      else stats.fresh++;
-      return await conn.exchange(wire, message, signal);
-    } finally {
-      release(entry);
-    }
-  }
-
-  function whenReady(ready: Promise<PoolConnection>, signal: AbortSignal) {
-    // One caller giving up must not cancel the open the others wait for.
-    return new Promise<PoolConnection>((resolve, reject) => {
-      const onAbort = () => reject(abortedBy(signal, name));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-    });
-  }
-
-  async function run(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const wire = driver.prepare ? driver.prepare(message) : message;
-    for (let retries = 0; ; ) {
-      let entry: Entry | undefined;
-      try {
-        entry = await lease(signal);
-        return await attempt(entry, wire, message, signal);
-      } catch (raw) {
-        if (signal.aborted) throw abortedBy(signal, name);
-        if (closed) throw new UpstreamError("closed", name);
-        const error = toUpstreamError(raw, name);
-        const opened = entry?.conn !== undefined;
-        if (!opened && error.code === "connect" && retries > 0) {
-          await backoffOver(signal);
-          continue;
-        }
-        const died = opened && !entry?.live && RETRY_AFTER_DEATH.has(error.code);
-        if (!died || retries >= options.maxRetries) throw error;
-        retries++;
-      }
-    }
-  }
-
-  return {
-    name,
-    query(message, signal) {
-      if (closed) return Promise.reject(new UpstreamError("closed", name));
-      if (signal.aborted) return Promise.reject(abortedBy(signal, name));
-      const bad = unsendable(message, name);
-      if (bad) return Promise.reject(bad);
-      return run(message, signal);
-    },
-    poolStats(): PoolStats {
-      let inFlight = 0;
-      for (const e of entries) inFlight += e.load;
-      return { open: entries.length, inFlight, ...stats };
-    },
-    async close() {
-      closed = true;
-      shutdown.abort(new UpstreamError("closed", name));
-      for (const entry of [...entries]) {
-        remove(entry);
-        entry.conn?.close(false);
-      }
-      for (const waiter of waiters.splice(0)) {
-        waiter.signal.removeEventListener("abort", waiter.onAbort);
-        waiter.reject(new UpstreamError("closed", name));
-      }
-      for (const wake of [...sleepers]) wake();
-    },
-  };
 }

@@ -19,6 +19,7 @@ import { dohAnswer, dohRequest } from "../../../shared/doh/doh-exchange.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";
 import { abortedBy, toUpstreamError, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { OpenContext, PoolConnection, PoolDriver } from "../../../shared/pool/driver.ts";
+import { createOpening } from "../../../shared/pool/opening.ts";
 import { createPool, type Pool } from "../../../shared/pool/pool.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import { relayClock } from "./relay-clock.ts";
@@ -105,31 +106,20 @@ function sessionReady(
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let done = false;
-    const finish = (error?: UpstreamError) => {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(timer);
-      signal.removeEventListener("abort", onClosing);
-      if (error) reject(error);
-      else resolve();
-    };
-    const timer = clock.setTimeout(
-      () => finish(new UpstreamError("connect", name, `${name}: connect timeout`)),
-      timeoutMs,
-    );
-    const onClosing = () => finish(new UpstreamError("closed", name));
-    signal.addEventListener("abort", onClosing, { once: true });
-    session.once("connect", () => finish());
-    // Stays (inert once done) until the session's own listeners take over.
-    session.on("error", (error) =>
-      finish(new UpstreamError(openErrorCode(error, false), name, undefined, { cause: error })),
-    );
-    session.once("close", () =>
-      finish(new UpstreamError("connect", name, `${name}: session closed`)),
-    );
+  const opening = createOpening(name, clock, signal);
+  opening.deadline(timeoutMs, () => {
+    return new UpstreamError("connect", name, `${name}: connect timeout`);
   });
+  session.once("connect", () => opening.finish());
+  // Stays (inert once finished) until the session's own listeners take over.
+  session.on("error", (error) => {
+    const code = openErrorCode(error, false);
+    opening.finish(new UpstreamError(code, name, undefined, { cause: error }));
+  });
+  session.once("close", () => {
+    opening.finish(new UpstreamError("connect", name, `${name}: session closed`));
+  });
+  return opening.done;
 }
 
 function h2Connection(

@@ -54,28 +54,75 @@ export interface DoqConnection extends PoolConnection {
 }
 
 export function createDoqConnection(options: DoqConnectionOptions): DoqConnection {
-  const { name, link, clock } = options;
-  const streams = new Map<number, PendingAnswer>();
-  /** Queries waiting for the peer to allow another stream. */
-  const waiting: (() => void)[] = [];
-  const dead = new AbortController();
-  let nextStreamId = 0;
-  let lastAnswerAt = clock.now();
+  return new DoqStreamConnection(options);
+}
 
-  function drop(reason: UpstreamError, errorCode: DoqErrorCode = DOQ_ERROR.noError) {
-    if (dead.signal.aborted) return;
-    dead.abort(reason);
-    options.keepTicket(link.conn.session());
-    link.close(errorCode);
-    for (const pending of streams.values()) {
-      pending.reject(
-        new UpstreamError("read", name, `${name}: QUIC connection closed`, { cause: reason }),
-      );
+class DoqStreamConnection implements DoqConnection {
+  readonly resumed: boolean;
+  private readonly options: DoqConnectionOptions;
+  private readonly name: string;
+  private readonly link: QuicheLink;
+  private readonly streams = new Map<number, PendingAnswer>();
+  /** Queries waiting for the peer to allow another stream. */
+  private readonly waiting: (() => void)[] = [];
+  private readonly dead = new AbortController();
+  private nextStreamId = 0;
+  private lastAnswerAt: number;
+
+  constructor(options: DoqConnectionOptions) {
+    this.options = options;
+    this.name = options.name;
+    this.link = options.link;
+    this.resumed = options.link.conn.isResumed();
+    this.lastAnswerAt = options.clock.now();
+  }
+
+  async exchange(framed: Uint8Array, message: Uint8Array, signal: AbortSignal) {
+    const answer = this.checked(await this.send(framed, signal));
+    // The answer is ours alone (a plain copy of the stream's bytes): the caller's ID goes back in place.
+    setId(answer, readId(message));
+    return answer;
+  }
+
+  close(): void {
+    this.drop(new UpstreamError("closed", this.name));
+  }
+
+  drop(reason: UpstreamError, errorCode: DoqErrorCode = DOQ_ERROR.noError): void {
+    if (this.dead.signal.aborted) return;
+    this.dead.abort(reason);
+    this.options.keepTicket(this.link.conn.session());
+    this.link.close(errorCode);
+    for (const pending of this.streams.values()) {
+      const closed = `${this.name}: QUIC connection closed`;
+      pending.reject(new UpstreamError("read", this.name, closed, { cause: reason }));
     }
-    streams.clear();
-    for (const wake of waiting.splice(0)) wake();
-    options.closeSocket();
-    options.context.lost(reason);
+    this.streams.clear();
+    for (const wake of this.waiting.splice(0)) wake();
+    this.options.closeSocket();
+    this.options.context.lost(reason);
+  }
+
+  onStreamData(streamId: number, data: Uint8Array, fin: boolean): void {
+    const pending = this.streams.get(streamId);
+    if (!pending) return;
+    this.lastAnswerAt = this.options.clock.now();
+    const [answer] = pending.frames.push(data);
+    if (answer) pending.resolve(answer);
+    else if (fin) {
+      const ended = `${this.name}: stream ended before the answer`;
+      pending.reject(new UpstreamError("read", this.name, ended));
+    }
+  }
+
+  onStreamReset(streamId: number, code: number): void {
+    const reset = `${this.name}: the server reset the stream (code ${code})`;
+    this.streams.get(streamId)?.reject(new UpstreamError("read", this.name, reset));
+  }
+
+  onReceived(): void {
+    let credit = this.link.conn.peerStreamsLeftBidi();
+    while (credit-- > 0 && this.waiting.length > 0) this.waiting.shift()?.();
   }
 
   /**
@@ -84,49 +131,47 @@ export function createDoqConnection(options: DoqConnectionOptions): DoqConnectio
    * `silenceMs` with no answer on the connection since it was sent means
    * the connection is dead. (Races cancel losers much sooner; slow answers still count.)
    */
-  const silentSince = (sentAt: number) =>
-    lastAnswerAt < sentAt && clock.now() - sentAt >= options.silenceMs;
-
-  /** Resolves once the peer may have granted more streams (or the connection or caller gave up). */
-  function moreStreams(signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const wake = () => {
-        signal.removeEventListener("abort", wake);
-        resolve();
-      };
-      waiting.push(wake);
-      signal.addEventListener("abort", wake, { once: true });
-    });
+  private silentSince(sentAt: number): boolean {
+    const { clock, silenceMs } = this.options;
+    return this.lastAnswerAt < sentAt && clock.now() - sentAt >= silenceMs;
   }
 
   /** Waits while the peer's stream limit (raised as streams finish) is used up. */
-  async function streamCredit(signal: AbortSignal): Promise<void> {
+  private async streamCredit(signal: AbortSignal): Promise<void> {
     for (;;) {
-      if (dead.signal.aborted) {
-        throw new UpstreamError("send", name, `${name}: QUIC connection closed`);
+      if (this.dead.signal.aborted) {
+        throw new UpstreamError("send", this.name, `${this.name}: QUIC connection closed`);
       }
-      if (signal.aborted) throw abortedBy(signal, name);
-      if (link.conn.peerStreamsLeftBidi() > 0) return;
-      await moreStreams(signal);
+      if (signal.aborted) throw abortedBy(signal, this.name);
+      if (this.link.conn.peerStreamsLeftBidi() > 0) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
     }
   }
 
   /** One query on one stream; rejects with an UpstreamError (`aborted` when the caller gave up). */
-  async function exchange(framed: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  private async send(framed: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const { link, name } = this;
     // Queries that found credit go on without a pause; no await between the check and the write.
-    while (link.conn.peerStreamsLeftBidi() === 0 || dead.signal.aborted) await streamCredit(signal);
-    const streamId = nextStreamId;
-    nextStreamId += 4;
-    const sentAt = clock.now();
-    let onAbort: () => void = () => {};
-    const answer = new Promise<Uint8Array>((resolve, reject) => {
-      streams.set(streamId, { frames: createFrameReader(), resolve, reject });
-      onAbort = () => {
-        link.cancelStream(streamId, DOQ_ERROR.requestCancelled);
-        if (silentSince(sentAt)) drop(abortedBy(signal, name));
-        reject(abortedBy(signal, name));
-      };
-    });
+    while (link.conn.peerStreamsLeftBidi() === 0 || this.dead.signal.aborted) {
+      await this.streamCredit(signal);
+    }
+    const streamId = this.nextStreamId;
+    this.nextStreamId += 4;
+    const sentAt = this.options.clock.now();
+    const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    this.streams.set(streamId, { frames: createFrameReader(), resolve, reject });
+    const onAbort = () => {
+      link.cancelStream(streamId, DOQ_ERROR.requestCancelled);
+      if (this.silentSince(sentAt)) this.drop(abortedBy(signal, name));
+      reject(abortedBy(signal, name));
+    };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       try {
@@ -135,60 +180,29 @@ export function createDoqConnection(options: DoqConnectionOptions): DoqConnectio
         const failed = new UpstreamError("send", name, `${name}: cannot write a QUIC stream`, {
           cause: error,
         });
-        drop(failed);
+        this.streams.delete(streamId); // its answer promise stays unsettled, never awaited
+        this.drop(failed);
         throw failed;
       }
       return await answer;
     } finally {
       signal.removeEventListener("abort", onAbort);
-      streams.delete(streamId);
+      this.streams.delete(streamId);
     }
   }
 
   /** RFC 9250 §4.3: a peer that breaks the protocol loses the connection. */
-  function checked(answer: Uint8Array): Uint8Array {
+  private checked(answer: Uint8Array): Uint8Array {
+    const { name } = this;
     const protocolError = new UpstreamError("read", name, `${name}: DoQ protocol error`);
     if (answer.length < 12) {
-      drop(protocolError, DOQ_ERROR.protocolError);
+      this.drop(protocolError, DOQ_ERROR.protocolError);
       throw new UpstreamError("malformed_answer", name, `${name}: short DoQ answer`);
     }
     if (readId(answer) !== 0) {
-      drop(protocolError, DOQ_ERROR.protocolError);
+      this.drop(protocolError, DOQ_ERROR.protocolError);
       throw new UpstreamError("id_mismatch", name, `${name}: DoQ answer with a non-zero ID`);
     }
     return answer;
   }
-
-  return {
-    resumed: link.conn.isResumed(),
-    async exchange(framed, message, signal) {
-      const answer = checked(await exchange(framed, signal));
-      // The answer is ours alone (a plain copy of the stream's bytes): the caller's ID goes back in place.
-      setId(answer, readId(message));
-      return answer;
-    },
-    close: () => drop(new UpstreamError("closed", name)),
-    drop,
-    onStreamData(streamId, data, fin) {
-      const pending = streams.get(streamId);
-      if (!pending) return;
-      lastAnswerAt = clock.now();
-      const [answer] = pending.frames.push(data);
-      if (answer) pending.resolve(answer);
-      else if (fin) {
-        pending.reject(new UpstreamError("read", name, `${name}: stream ended before the answer`));
-      }
-    },
-    onStreamReset(streamId, code) {
-      streams
-        .get(streamId)
-        ?.reject(
-          new UpstreamError("read", name, `${name}: the server reset the stream (code ${code})`),
-        );
-    },
-    onReceived() {
-      let credit = link.conn.peerStreamsLeftBidi();
-      while (credit-- > 0 && waiting.length > 0) waiting.shift()?.();
-    },
-  };
 }

@@ -15,6 +15,7 @@ import { frameMessage } from "../../../shared/dns/framing.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";
 import { UpstreamError } from "../../../shared/engine/errors.ts";
 import type { OpenContext, PoolDriver } from "../../../shared/pool/driver.ts";
+import { createOpening } from "../../../shared/pool/opening.ts";
 import { createPool, type Pool } from "../../../shared/pool/pool.ts";
 import { pemCertificates, verifyChainForIp } from "./doq-certs.ts";
 import { createDoqConnection, DOQ_ERROR, type DoqConnection } from "./doq-connection.ts";
@@ -27,22 +28,17 @@ import {
   QuicheLink,
 } from "./quiche-link.ts";
 import { relayClock } from "./relay-clock.ts";
+import type { TlsSettings } from "./tls-options.ts";
 import { connectUdpSocket } from "./udp.ts";
 
 export { DOQ_ERROR, type DoqErrorCode } from "./doq-connection.ts";
 
-export interface DoqUpstreamOptions {
+/** TLS as for DoT, except that servername defaults to the host even when it is an IP address. */
+export interface DoqUpstreamOptions extends TlsSettings {
   name: string;
   /** Address (or host name) to send to. */
   host: string;
   port: number;
-  /** Name the certificate must carry and the SNI (default: host). */
-  servername?: string | undefined;
-  /** Trusted CAs, PEM (default: Node's bundled roots). */
-  ca?: string | undefined;
-  /** Client certificate and key, PEM. */
-  cert?: string | undefined;
-  key?: string | undefined;
   /** QUIC has no separate connect: this plus handshakeTimeoutMs bounds opening a connection. */
   connectTimeoutMs: number;
   handshakeTimeoutMs: number;
@@ -168,9 +164,12 @@ async function handshake(
     // After the CONNECTION_CLOSE already handed to the socket has gone out.
     setImmediate(() => socket.close());
   };
-  let settle: (error?: UpstreamError) => void = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    settle = (error) => (error ? reject(error) : resolve());
+  const opening = createOpening(name, clock, context.signal);
+  const settle = (error?: UpstreamError) => opening.finish(error);
+  const limit = options.connectTimeoutMs + options.handshakeTimeoutMs;
+  // QUIC has no connect apart from the handshake: a stall in either is `connect`.
+  opening.deadline(limit, () => {
+    return new UpstreamError("connect", name, `${name}: no QUIC handshake within ${limit} ms`);
   });
   let established: DoqConnection | undefined;
   const local = socket.address();
@@ -211,30 +210,21 @@ async function handshake(
     else settle(failure("connect"));
   });
   link.flush();
-  const limit = options.connectTimeoutMs + options.handshakeTimeoutMs;
-  // QUIC has no connect apart from the handshake: a stall in either is `connect`.
-  const timer = clock.setTimeout(() => {
-    settle(new UpstreamError("connect", name, `${name}: no QUIC handshake within ${limit} ms`));
-  }, limit);
-  const onClosing = () => settle(new UpstreamError("closed", name));
-  context.signal.addEventListener("abort", onClosing, { once: true });
   try {
-    await done;
+    await opening.done;
   } catch (error) {
     link.close(DOQ_ERROR.noError);
     closeSocket();
     throw error;
-  } finally {
-    clock.clearTimeout(timer);
-    context.signal.removeEventListener("abort", onClosing);
   }
   if (link.isEnded) throw new UpstreamError("connect", name, `${name}: QUIC connection closed`);
+  const silenceMs = limit;
   established = createDoqConnection({
     name,
     link,
     clock,
     context,
-    silenceMs: limit,
+    silenceMs,
     closeSocket,
     keepTicket,
   });

@@ -14,6 +14,7 @@ import { readId, setId } from "../../../shared/dns/wire.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { OpenContext, PoolConnection, PoolDriver } from "../../../shared/pool/driver.ts";
+import { createOpening } from "../../../shared/pool/opening.ts";
 import { createPool, type Pool } from "../../../shared/pool/pool.ts";
 import type { LookupFunction } from "./bootstrap.ts";
 import { relayClock } from "./relay-clock.ts";
@@ -106,44 +107,28 @@ function opened(
   options: StreamPoolOptions & { clock: Clock },
   signal: AbortSignal,
 ): Promise<void> {
-  const { name, clock } = options;
-  return new Promise<void>((resolve, reject) => {
-    let handshaking = false;
-    let done = false;
-    let timer = clock.setTimeout(
-      () => finish(new UpstreamError("connect", name, `${name}: connect timeout`)),
-      options.connectTimeoutMs,
-    );
-    // The error and close listeners stay (inert once done) so no error goes unheard
-    // before the connection's own listeners take over.
-    const finish = (error?: UpstreamError) => {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(timer);
-      signal.removeEventListener("abort", onClosing);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onError = (error: Error) =>
-      finish(
-        new UpstreamError(openErrorCode(error, handshaking), name, undefined, { cause: error }),
-      );
-    const onClose = () => finish(new UpstreamError("connect", name, `${name}: closed`));
-    const onClosing = () => finish(new UpstreamError("closed", name));
-    socket.once("connect", () => {
-      if (!options.tls) return finish();
-      handshaking = true;
-      clock.clearTimeout(timer);
-      timer = clock.setTimeout(
-        () => finish(new UpstreamError("tls", name, `${name}: TLS handshake timeout`)),
-        options.handshakeTimeoutMs,
-      );
-    });
-    socket.once("secureConnect", () => finish());
-    socket.on("error", onError);
-    socket.on("close", onClose);
-    signal.addEventListener("abort", onClosing, { once: true });
+  const { name } = options;
+  const opening = createOpening(name, options.clock, signal);
+  let handshaking = false;
+  opening.deadline(options.connectTimeoutMs, () => {
+    return new UpstreamError("connect", name, `${name}: connect timeout`);
   });
+  socket.once("connect", () => {
+    if (!options.tls) return opening.finish();
+    handshaking = true;
+    opening.deadline(options.handshakeTimeoutMs, () => {
+      return new UpstreamError("tls", name, `${name}: TLS handshake timeout`);
+    });
+  });
+  socket.once("secureConnect", () => opening.finish());
+  // These stay (inert once finished) so no error goes unheard before the
+  // connection's own listeners take over.
+  socket.on("error", (error) => {
+    const code = openErrorCode(error, handshaking);
+    opening.finish(new UpstreamError(code, name, undefined, { cause: error }));
+  });
+  socket.on("close", () => opening.finish(new UpstreamError("connect", name, `${name}: closed`)));
+  return opening.done;
 }
 
 /** A connected socket as a pool connection: frames out, answers matched back by ID. */
