@@ -52,6 +52,8 @@ interface Core {
   config: RelayConfig;
   resolver: PolicyResolver;
   transports: Map<string, Upstream>;
+  /** The same transports counted and feeding route health, for the origin endpoint. */
+  tracked: Map<string, Upstream>;
   closeTransports: () => Promise<void>;
   limits: ClientLimits;
 }
@@ -64,25 +66,22 @@ function buildCore(
 ): Core {
   const built = buildTransports(config, clock);
   const transports = built.upstreams;
-  const cached = createCachedResolver(
-    createResolver({
-      upstreams: config.upstreams,
-      routes: config.routes,
-      transports,
-      clock,
-      onAttemptError: (e) =>
-        logger.info("upstream attempt failed", {
-          route: e.route,
-          upstream: e.upstream,
-          error_class: e.errorClass,
-          error: e.error,
-        }),
-    }),
-    config.cache,
-    () => clock.now(),
-    undefined,
-    { clock },
-  );
+  const routing = createResolver({
+    upstreams: config.upstreams,
+    routes: config.routes,
+    transports,
+    clock,
+    onAttemptError: (e) =>
+      logger.info("upstream attempt failed", {
+        route: e.route,
+        upstream: e.upstream,
+        error_class: e.errorClass,
+        error: e.error,
+      }),
+  });
+  const cached = createCachedResolver(routing, config.cache, () => clock.now(), undefined, {
+    clock,
+  });
   const pluginLog = createLogThrottle(10_000);
   const plugins =
     config.plugins.entries.length > 0
@@ -112,6 +111,7 @@ function buildCore(
     config,
     resolver,
     transports,
+    tracked: new Map([...transports.keys()].map((name) => [name, routing.upstream(name)!])),
     closeTransports: async () => {
       plugins?.close();
       await built.close();
@@ -237,7 +237,7 @@ export async function startRelay(
       listeners.push(
         await startOriginListener({
           config: listen.origin,
-          transports: () => core.transports,
+          transports: () => core.tracked,
           token: readOriginToken(listen.origin),
           metrics,
           logger,
