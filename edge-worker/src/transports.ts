@@ -4,11 +4,12 @@
 
 import type { WorkerConfig, WorkerUpstreamConfig } from "../../shared/config/schema.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
+import { DohEdgeError } from "../../shared/errors.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";
 import { createSocketDotUpstream } from "./dot-socket.ts";
 import type { Env } from "./env.ts";
 
-export class SecretMissingError extends Error {
+export class SecretMissingError extends DohEdgeError {
   readonly code = "secret_missing";
 }
 

@@ -9,6 +9,7 @@
 
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import type { PluginEntryConfig, PluginsConfig } from "../../shared/config/schema.ts";
+import { DohEdgeError } from "../../shared/errors.ts";
 import {
   decisionFromPluginOutput,
   type PluginInput,
@@ -20,7 +21,7 @@ const MAX_OUTPUT = 64 * 1024;
 
 export type PluginErrorCode = "timeout" | "crash" | "bad_output" | "overflow" | "spawn";
 
-export class PluginError extends Error {
+export class PluginError extends DohEdgeError {
   readonly code: PluginErrorCode;
   constructor(code: PluginErrorCode, message: string) {
     super(message);

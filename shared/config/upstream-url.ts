@@ -5,6 +5,7 @@
 // Parsed into a typed value with the default port filled in and a normalized
 // href (lower-case scheme and host, canonical IPv6, default port left out).
 
+import { DohEdgeError } from "../errors.ts";
 import { formatIp, isLoopbackOrPrivate, parseIpv4, parseIpv6 } from "./ip.ts";
 
 export const UPSTREAM_PROTOCOLS = ["udp", "tcp", "tls", "https", "http", "h3", "quic"] as const;
@@ -46,7 +47,7 @@ export type UpstreamUrlErrorCode =
   | "bad_path"
   | "unsupported_part";
 
-export class UpstreamUrlError extends Error {
+export class UpstreamUrlError extends DohEdgeError {
   readonly code: UpstreamUrlErrorCode;
   constructor(code: UpstreamUrlErrorCode, message: string) {
     super(message);
@@ -54,7 +55,7 @@ export class UpstreamUrlError extends Error {
   }
 }
 
-export class HostPortError extends Error {
+export class HostPortError extends DohEdgeError {
   readonly code = "bad_address";
 }
 

@@ -1,7 +1,9 @@
 // Builds query messages from presentation-form names (JSON API, health
 // probes, bootstrap lookups). Raw bytes: no codec needed for a question.
 
-export class NameSyntaxError extends Error {
+import { DohEdgeError } from "../errors.ts";
+
+export class NameSyntaxError extends DohEdgeError {
   readonly code = "bad_name";
 }
 

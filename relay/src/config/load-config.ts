@@ -17,8 +17,9 @@ import {
   parseRelayConfig,
   type RelayConfig,
 } from "../../../shared/config/schema.ts";
+import { DohEdgeError } from "../../../shared/errors.ts";
 
-export class ResolvConfError extends Error {
+export class ResolvConfError extends DohEdgeError {
   readonly code = "bad_resolv_conf";
 }
 
@@ -175,7 +176,7 @@ function parseYaml(text: string, fileName: string): unknown {
   return value === null || value === undefined ? {} : value;
 }
 
-class ReadError extends Error {
+class ReadError extends DohEdgeError {
   readonly code = "read_failed";
 }
 

@@ -15,6 +15,7 @@ import { decodeMessage } from "../../../shared/dns/codec.ts";
 import { buildQuery } from "../../../shared/dns/query.ts";
 import { Rcode, readRcode } from "../../../shared/dns/wire.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
+import { DohEdgeError } from "../../../shared/errors.ts";
 import { createUdpUpstream } from "./udp.ts";
 
 export type LookupCallback = (
@@ -54,7 +55,7 @@ interface Entry {
   refreshing?: Promise<LookupAddress[]>;
 }
 
-export class BootstrapError extends Error {
+export class BootstrapError extends DohEdgeError {
   readonly code = "bootstrap_failed";
 }
 
