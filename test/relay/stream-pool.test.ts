@@ -347,6 +347,37 @@ describe("DoT pool under server faults", () => {
   });
 });
 
+describe("TCP pool against a server that breaks framing", () => {
+  it("retries the queries of a connection that sent a frame too short for DNS on a fresh one", async () => {
+    let connections = 0;
+    const server = createServer((socket) => {
+      const first = ++connections === 1;
+      socket.on("error", () => {});
+      const reader = createFrameReader();
+      socket.on("data", (chunk: Buffer) => {
+        for (const query of reader.push(new Uint8Array(chunk))) {
+          // The first connection answers with 4 bytes: no ID to match, so it fails whole.
+          const reply = first ? new Uint8Array(4) : delayAnswer(query)?.answer;
+          if (reply) socket.write(frameMessage(reply));
+        }
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    const pool = tcpPool({ name: "framing", port, size: 1, maxRetries: 1 });
+    try {
+      const answers = await Promise.all(
+        [3, 4].map((n) => pool.query(buildQuery(`${n}.t.test`, 1), AbortSignal.timeout(3000))),
+      );
+      expect(answers.map(address)).toEqual(["127.0.0.3", "127.0.0.4"]);
+      expect(pool.poolStats()).toMatchObject({ opened: 2, reconnects: 1, inFlight: 0 });
+    } finally {
+      await pool.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe("DoT pool with a client certificate", () => {
   it("presents cert/key to a server that requires one, and fails without them", async () => {
     const f = (name: string) => join(certs.dir, name);
@@ -442,8 +473,13 @@ describe("TCP pool", () => {
   it("rejects an aborted query with a typed error and keeps the connection for others", async () => {
     const pool = tcpPool({ name: "slow", port: delay.port, size: 1, maxInFlight: 10 });
     try {
-      const slow = pool.query(buildQuery("900.t.test", 1), AbortSignal.timeout(100));
+      const before = delay.queries;
+      const quitter = new AbortController();
+      const slow = pool.query(buildQuery("900.t.test", 1), quitter.signal);
       const fast = pool.query(buildQuery("5.t.test", 1), AbortSignal.timeout(2000));
+      // Given up on once the server has it: the connection carries it still.
+      await until(() => delay.queries === before + 2, "both queries reach the server");
+      quitter.abort();
       await expect(slow).rejects.toMatchObject({ code: "aborted", upstream: "slow" });
       expect(address(await fast)).toBe("127.0.0.5");
       expect(pool.poolStats().opened).toBe(1);
