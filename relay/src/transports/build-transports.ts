@@ -72,6 +72,7 @@ export function buildTransport(
         port: url.port,
         connectTimeoutMs: pool.connect_timeout,
         lookup,
+        clock,
       });
     case "tcp":
     case "tls":
