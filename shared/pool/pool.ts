@@ -234,6 +234,8 @@ class ConnectionPool implements Pool {
         entry.conn = conn;
         this.backoff.succeeded();
         if (conn.resumed) this.stats.resumed++;
+        // Everyone who waited for it may have given up meanwhile.
+        if (entry.load === 0) this.armIdle(entry, conn);
         return conn;
       },
       (error: unknown) => {
@@ -256,16 +258,19 @@ class ConnectionPool implements Pool {
 
   private release(entry: Entry) {
     entry.load--;
-    if (entry.load === 0 && entry.live && entry.conn) {
-      const conn = entry.conn;
-      entry.idleTimer = this.clock.setTimeout(() => {
-        entry.idleTimer = undefined;
-        if (entry.load > 0) return;
-        this.remove(entry);
-        conn.close(true);
-      }, this.options.idleTimeoutMs);
-    }
+    if (entry.load === 0 && entry.live && entry.conn) this.armIdle(entry, entry.conn);
     this.pump();
+  }
+
+  /** Closes the connection once it has carried nothing for idleTimeoutMs. */
+  private armIdle(entry: Entry, conn: PoolConnection) {
+    if (entry.idleTimer !== undefined) this.clock.clearTimeout(entry.idleTimer);
+    entry.idleTimer = this.clock.setTimeout(() => {
+      entry.idleTimer = undefined;
+      if (entry.load > 0) return;
+      this.remove(entry);
+      conn.close(true);
+    }, this.options.idleTimeoutMs);
   }
 
   /** Takes a connection out of the pool (it is closed by whoever decided it is gone). */

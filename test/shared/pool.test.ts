@@ -213,6 +213,20 @@ describe("pool core", () => {
     await pool.close();
   });
 
+  it("closes a connection when idle even if every query gave up while it was opening", async () => {
+    const { pool, ask, connections, clock } = setup({ idleTimeoutMs: 1000 });
+    const quitter = new AbortController();
+    const result = outcome(ask(1, quitter.signal));
+    quitter.abort();
+    expect(await result).toBe("error:aborted");
+    await turns(2); // the open completes with no one waiting for it
+    expect(pool.poolStats()).toMatchObject({ open: 1, inFlight: 0, fresh: 0 });
+    await runFor(clock, 1000);
+    expect(connections[0]?.closed).toBe("graceful");
+    expect(pool.poolStats().open).toBe(0);
+    await pool.close();
+  });
+
   it("on close rejects sent and queued queries with closed and closes its connections", async () => {
     const { pool, ask, connections } = setup({ size: 1, maxInFlight: 1 });
     const results = [ask(1), ask(2)].map(outcome);
