@@ -3,7 +3,8 @@
 //   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
 //   direct DoT, dnsdist → DoT, relay → DoT, and the Node floor → DoT
 //   (bench/node-floor.ts, at -q 50 only); then the relay → DoT with
-//   workers: 1 against workers: 2 (bench/workers.ts).
+//   workers: 1 against workers: 2 (bench/workers.ts), and with statsd off,
+//   live and dead (bench/statsd.ts).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
 // has -l seconds and -Q/-q limits; the whole run stays under 5 minutes.
 // Every process is stopped and every temp dir removed, also on error.
@@ -30,6 +31,7 @@ import { exampleConfigOnLoopback, idleRssKb, machineNode } from "../test/support
 import { benchBlocklist, blocklistTable } from "./blocklist.ts";
 import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
+import { benchDoh3, doh3Table } from "./doh3.ts";
 import { benchDoq } from "./doq.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
@@ -40,6 +42,7 @@ import {
   startDnsdist,
   startRelayProcess,
 } from "./servers.ts";
+import { benchStatsd, statsdSection } from "./statsd.ts";
 import { benchWorker, workerTable } from "./worker.ts";
 import { benchWorkers, workersSection } from "./workers.ts";
 
@@ -155,6 +158,8 @@ const NEEDS: Record<string, string> = {
   dnsperf: "dnsperf",
   openssl: "openssl",
   ss: "iproute2",
+  // The HTTP/3 DoH server of bench/doh3.ts, built from source in GOPATH mode.
+  go: "golang-go golang-github-lucas-clemente-quic-go-dev golang-github-miekg-dns-dev",
 };
 
 /** Commands the bench needs that are not installed. */
@@ -497,6 +502,21 @@ async function main(): Promise<number> {
       ];
     }
 
+    const statsdLines = await benchStatsd({
+      dir,
+      dot: { port: unbound.tlsPort!, ca: certs.caFile, servername: "dns.test" },
+      queryFile,
+      probeName,
+      seconds: Math.min(SECONDS, 3),
+    }).then(
+      (rows) => statsdSection(rows, loadavg()),
+      (error: Error) => [
+        "## statsd cost (relay → DoT)",
+        "",
+        `failed: ${error.message.split("\n")[0]}`,
+      ],
+    );
+
     const footprintSection = await relayFootprint(dir);
 
     const doq = await benchDoq({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
@@ -517,6 +537,18 @@ async function main(): Promise<number> {
         (row) =>
           `| ${row.concurrency} | ${row.qps.toFixed(0)} | ${row.avgMs.toFixed(2)} | ${row.cpuMsPerQuery.toFixed(3)} |`,
       ),
+    ];
+    const doh3 = await benchDoh3({ seconds: Math.min(SECONDS, 3), concurrency: [1, 10, 50] });
+    const doh3Section = [
+      "## DoH3 beside DoH over HTTP/2 (relay transports)",
+      "",
+      "bench/doh3.ts: the relay's h3:// upstream (relay/src/transports/doh3.ts, on the same quiche link",
+      "as DoQ) and its https:// upstream (doh-h2.ts, pool size 1), POST, each on one connection to the",
+      "same Go server in another process (quic-go 0.29's http3 and net/http's HTTP/2 around one handler",
+      "answering from memory), so the rows differ only in the HTTP version. Compare the CPU column with",
+      "DoQ's above; q/s here includes the Go server's own cost.",
+      "",
+      ...doh3Table(doh3),
     ];
     const blocklist = await benchBlocklist();
     const compiled1m = blocklist.find((r) => r.kind === "compiled");
@@ -589,7 +621,15 @@ async function main(): Promise<number> {
         },
       ],
       relayCounters,
-      sections: [footprintSection, workersLines, doqSection, blocklistSection, workerSection],
+      sections: [
+        footprintSection,
+        workersLines,
+        statsdLines,
+        doqSection,
+        doh3Section,
+        blocklistSection,
+        workerSection,
+      ],
       notes,
     });
     await writeFile(RESULTS, report);

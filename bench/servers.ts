@@ -70,6 +70,8 @@ export async function startRelayProcess(options: {
   workers?: number;
   /** Runs `node entry` (e.g. the release bundle under another Node) instead of relay/src/cli.ts here. */
   command?: { node: string; entry: string };
+  /** More top-level config keys (e.g. `metrics`). */
+  extra?: Record<string, unknown>;
 }): Promise<RelayServer> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -81,6 +83,7 @@ export async function startRelayProcess(options: {
     cache: { size: 0 },
     rate_limit: { qps: 0, max_in_flight: 0 },
     log: { level: "warn" },
+    ...options.extra,
   };
   // JSON is YAML.
   const file = join(options.dir, `relay-${options.name}.yaml`);

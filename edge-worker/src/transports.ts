@@ -2,7 +2,8 @@
 // DoH over fetch, DoT over cloudflare:sockets, and anything else through a
 // relay's origin endpoint (`via`).
 
-import type { WorkerConfig, WorkerUpstreamConfig } from "../../shared/config/schema.ts";
+import type { WorkerUpstreamConfig } from "../../shared/config/schema/sections/worker-upstreams.ts";
+import type { WorkerConfig } from "../../shared/config/schema/worker.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { DohEdgeError } from "../../shared/errors.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";

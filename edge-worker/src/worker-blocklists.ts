@@ -11,7 +11,7 @@
 // a load that has not settled after LOAD_LOST_MS is taken as lost and started
 // again by the next query.
 
-import type { BlocklistConfig } from "../../shared/config/schema.ts";
+import type { BlocklistConfig } from "../../shared/config/schema/sections/blocklists.ts";
 import type { Clock } from "../../shared/engine/clock.ts";
 import {
   type KeepAlive,

@@ -11,11 +11,8 @@
 
 import { waitUntil } from "cloudflare:workers";
 import type { Hono } from "hono";
-import {
-  ConfigError,
-  parseWorkerConfig,
-  WORKER_MAX_CONNECTIONS,
-} from "../../shared/config/schema.ts";
+import { ConfigError } from "../../shared/config/schema/errors.ts";
+import { parseWorkerConfig, WORKER_MAX_CONNECTIONS } from "../../shared/config/schema/worker.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { systemClock } from "../../shared/engine/clock.ts";
 import type { NameMatcher } from "../../shared/policy/compiled-list.ts";

@@ -25,7 +25,6 @@ import { reusePortSupported } from "./listeners/bind.ts";
 import { createLogger, isLogLevel, type Logger, withFields } from "./log.ts";
 import { startRelay } from "./relay.ts";
 import { reportToSupervisor, runSupervisor, WORKER_ENV } from "./supervisor.ts";
-import { assertSupported } from "./transports/build-transports.ts";
 import { loadQuiche } from "./transports/quiche-link.ts";
 
 const HELP = `Usage: doh-relay [--config FILE] [--check] [--log-level LEVEL]
@@ -66,7 +65,6 @@ async function readConfig(path: string | undefined): Promise<RelayConfig> {
     path === undefined
       ? parseRelayConfig(DEFAULT_CONFIG_INPUT).config
       : (await loadRelayConfig(path)).config;
-  assertSupported(config);
   await assertQuicAvailable(config);
   await assertReusePortAvailable(config);
   return config;
@@ -114,20 +112,25 @@ function workerCount(config: RelayConfig): number {
 }
 
 /**
- * DoQ needs @matrixai/quic, an optional native addon (no build exists for
- * linux-arm64; the release bundle leaves it out): a quic:// upstream without
- * it is a config error at startup, not a SERVFAIL per query.
+ * DoQ and DoH3 need @matrixai/quic, an optional native addon (no build exists
+ * for linux-arm64; the release bundle leaves it out): a quic:// or h3://
+ * upstream without it is a config error at startup, not a SERVFAIL per query.
  */
 async function assertQuicAvailable(config: RelayConfig): Promise<void> {
-  const index = config.upstreams.findIndex((u) => u.url.protocol === "quic");
-  if (index < 0) return;
+  const index = config.upstreams.findIndex(
+    (u) => u.url.protocol === "quic" || u.url.protocol === "h3",
+  );
+  const upstream = config.upstreams[index];
+  if (!upstream) return;
   try {
     await loadQuiche();
   } catch (error) {
+    const scheme = upstream.url.protocol;
+    const instead = scheme === "quic" ? "tls://" : "https://";
     throw new ConfigError([
       {
         path: ["upstreams", index, "url"],
-        message: `quic:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use tls:// instead`,
+        message: `${scheme}:// needs the optional package @matrixai/quic 1.2.12, which does not load here (${oneLine(error)}); install it beside the relay (npm install @matrixai/quic@1.2.12) on linux-x64, macOS or Windows, or use ${instead} instead`,
       },
     ]);
   }
@@ -213,7 +216,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
-    relay = await startRelay(config, logger, { serveOps: cluster.isPrimary });
+    relay = await startRelay(config, logger, {
+      serveOps: cluster.isPrimary,
+      ...(workerIndex !== undefined ? { worker: workerIndex } : {}),
+    });
   } catch (error) {
     logger.error("startup failed", { error });
     return 1;

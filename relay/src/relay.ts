@@ -5,6 +5,7 @@
 import type { RelayConfig } from "../../shared/config/schema.ts";
 import { formatHostPort } from "../../shared/config/upstream-url.ts";
 import type { Clock } from "../../shared/engine/clock.ts";
+import { createCounters } from "../../shared/engine/counters.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
@@ -31,6 +32,7 @@ import {
 } from "./metrics.ts";
 import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts";
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
+import { createStatsdReporter, type StatsdReporter } from "./statsd/reporter.ts";
 import { buildTransports } from "./transports/build-transports.ts";
 import { relayClock } from "./transports/relay-clock.ts";
 
@@ -62,6 +64,7 @@ function buildCore(
   config: RelayConfig,
   logger: Logger,
   blocklists: LoadedBlocklists,
+  statsd: StatsdReporter | undefined,
   clock: Clock,
 ): Core {
   const built = buildTransports(config, clock);
@@ -71,6 +74,7 @@ function buildCore(
     routes: config.routes,
     transports,
     clock,
+    ...(statsd ? { counters: statsd.wrapCounters(createCounters()) } : {}),
     onAttemptError: (e) =>
       logger.info("upstream attempt failed", {
         route: e.route,
@@ -159,15 +163,29 @@ export interface RelayOptions {
   serveOps?: boolean;
   /** Time for the pools, the engine and the cache (tests pass a manual clock). */
   clock?: Clock;
+  /** This process's worker slot (workers > 1), for its statsd gauges. */
+  worker?: number;
+  /** statsd's clock (tests drive flushes with a manual one). */
+  statsdClock?: Clock;
 }
 
 export async function startRelay(
   config: RelayConfig,
   logger: Logger,
-  { serveOps = true, clock = relayClock }: RelayOptions = {},
+  { serveOps = true, clock = relayClock, worker, statsdClock }: RelayOptions = {},
 ): Promise<Relay> {
-  let core = buildCore(config, logger, await loadLists(config, logger), clock);
-  const metrics = createRelayMetrics();
+  const lists = await loadLists(config, logger);
+  const statsd = config.metrics.statsd
+    ? createStatsdReporter({
+        config: config.metrics.statsd,
+        logger,
+        ...(worker !== undefined ? { worker } : {}),
+        ...(statsdClock ? { clock: statsdClock } : {}),
+      })
+    : undefined;
+  let core = buildCore(config, logger, lists, statsd, clock);
+  statsd?.watchPools(() => core.transports);
+  const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
   const shutdownController = new AbortController();
   const handler = createQueryHandler({
     allow: () => core.config.allow,
@@ -202,6 +220,7 @@ export async function startRelay(
           return stats ? [[name, stats]] : [];
         }),
       ),
+      ...(statsd ? { statsd: statsd.stats() } : {}),
     }),
   };
   try {
@@ -248,6 +267,7 @@ export async function startRelay(
   } catch (error) {
     for (const listener of listeners) await listener.close();
     await closeCore(core);
+    await statsd?.close();
     throw error;
   }
   core.resolver.start();
@@ -273,9 +293,12 @@ export async function startRelay(
     },
     async reload(next) {
       // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(next, logger, await loadLists(next, logger), clock);
+      const fresh = buildCore(next, logger, await loadLists(next, logger), statsd, clock);
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
+      }
+      if (JSON.stringify(next.metrics) !== JSON.stringify(core.config.metrics)) {
+        logger.warn("metrics: changes take effect after a restart", {});
       }
       const old = core;
       core = fresh;
@@ -304,6 +327,8 @@ export async function startRelay(
       for (const l of listeners) await l.close();
       await ops?.close();
       await closeCore(core);
+      // After the drain, so the last flush counts every query answered.
+      await statsd?.close();
       return { drained };
     },
   };

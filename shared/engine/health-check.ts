@@ -33,6 +33,37 @@ export interface HealthChecker {
   readonly running: boolean;
 }
 
+/**
+ * The probe's verdict and, when unhealthy, the error code to record. Settles
+ * on the probe's outcome or on abort, whichever comes first, so a probe that
+ * ignores its signal cannot stall the rounds.
+ */
+function probeOutcome(
+  probe: Probe,
+  upstream: Upstream,
+  signal: AbortSignal,
+  timedOut: () => boolean,
+): Promise<{ healthy: boolean; code: string }> {
+  return new Promise((resolve) => {
+    signal.addEventListener(
+      "abort",
+      () => resolve({ healthy: false, code: timedOut() ? "timeout" : "aborted" }),
+      { once: true },
+    );
+    let pending: Promise<boolean | undefined>;
+    try {
+      pending = probe(upstream, signal);
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      (result) => resolve({ healthy: result !== false, code: "probe_failed" }),
+      (error: unknown) =>
+        resolve({ healthy: false, code: toUpstreamError(error, upstream.name).code }),
+    );
+  });
+}
+
 export function createHealthChecker(options: HealthCheckOptions): HealthChecker {
   const clock = options.clock ?? systemClock;
   const intervalMs = options.intervalMs ?? 4000;
@@ -60,26 +91,7 @@ export function createHealthChecker(options: HealthCheckOptions): HealthChecker 
       }, timeoutMs),
     };
     inFlight.add(entry);
-    // Settles on the probe's outcome or on abort, whichever comes first, so a
-    // probe that ignores its signal cannot stall the rounds.
-    const outcome = await new Promise<{ healthy: boolean; code: string }>((resolve) => {
-      controller.signal.addEventListener(
-        "abort",
-        () => resolve({ healthy: false, code: timedOut ? "timeout" : "aborted" }),
-        { once: true },
-      );
-      let pending: Promise<boolean | undefined>;
-      try {
-        pending = probe(upstream, controller.signal);
-      } catch (error) {
-        pending = Promise.reject(error);
-      }
-      pending.then(
-        (result) => resolve({ healthy: result !== false, code: "probe_failed" }),
-        (error: unknown) =>
-          resolve({ healthy: false, code: toUpstreamError(error, upstream.name).code }),
-      );
-    });
+    const outcome = await probeOutcome(probe, upstream, controller.signal, () => timedOut);
     clock.clearTimeout(entry.timer);
     inFlight.delete(entry);
     if (round !== generation) return;

@@ -74,8 +74,8 @@ function nonNegative(name: string, value: number): number {
   return value;
 }
 
-export function createHealthTracker(options: HealthOptions = {}): HealthTracker {
-  const clock = options.clock ?? systemClock;
+/** The options checked (throws EngineConfigError), with their defaults. */
+function healthSettings(options: HealthOptions) {
   const attemptCount = nonNegative("attempt_count", options.attemptCount ?? 3);
   if (!Number.isInteger(attemptCount))
     throw new EngineConfigError("attempt_count must be an integer");
@@ -89,28 +89,55 @@ export function createHealthTracker(options: HealthOptions = {}): HealthTracker 
   if (!Number.isInteger(windowSize) || windowSize < 1) {
     throw new EngineConfigError(`latency window must be a positive integer, got ${windowSize}`);
   }
+  return { attemptCount, failTimeoutMs, backoffBaseMs, backoffMaxMs, alpha, windowSize };
+}
+
+function newEntry(name: string, windowSize: number): Entry {
+  return {
+    name,
+    consecutiveFailures: 0,
+    downUntil: 0,
+    lastErrorCode: undefined,
+    lastFailureAt: undefined,
+    ewmaLatencyMs: undefined,
+    inFlight: 0,
+    total: 0,
+    window: createLatencyWindow(windowSize),
+  };
+}
+
+function snapshotOf(e: Entry, up: boolean): UpstreamHealth {
+  return {
+    name: e.name,
+    up,
+    consecutiveFailures: e.consecutiveFailures,
+    downUntil: up ? 0 : e.downUntil,
+    lastErrorCode: e.lastErrorCode,
+    lastFailureAt: e.lastFailureAt,
+    ewmaLatencyMs: e.ewmaLatencyMs,
+    inFlight: e.inFlight,
+    total: e.total,
+  };
+}
+
+/** An attempt of the upstream ended, whichever way. */
+function settle(e: Entry) {
+  if (e.inFlight > 0) e.inFlight--;
+}
+
+export function createHealthTracker(options: HealthOptions = {}): HealthTracker {
+  const clock = options.clock ?? systemClock;
+  const { attemptCount, failTimeoutMs, backoffBaseMs, backoffMaxMs, alpha, windowSize } =
+    healthSettings(options);
   const entries = new Map<string, Entry>();
 
   const entry = (name: string): Entry => {
     let e = entries.get(name);
     if (!e) {
-      e = {
-        name,
-        consecutiveFailures: 0,
-        downUntil: 0,
-        lastErrorCode: undefined,
-        lastFailureAt: undefined,
-        ewmaLatencyMs: undefined,
-        inFlight: 0,
-        total: 0,
-        window: createLatencyWindow(windowSize),
-      };
+      e = newEntry(name, windowSize);
       entries.set(name, e);
     }
     return e;
-  };
-  const settle = (e: Entry) => {
-    if (e.inFlight > 0) e.inFlight--;
   };
   const isUp = (e: Entry) => e.downUntil <= clock.now();
 
@@ -172,17 +199,7 @@ export function createHealthTracker(options: HealthOptions = {}): HealthTracker 
       e.lastErrorCode = code;
     },
     snapshot() {
-      return [...entries.values()].map((e) => ({
-        name: e.name,
-        up: isUp(e),
-        consecutiveFailures: e.consecutiveFailures,
-        downUntil: isUp(e) ? 0 : e.downUntil,
-        lastErrorCode: e.lastErrorCode,
-        lastFailureAt: e.lastFailureAt,
-        ewmaLatencyMs: e.ewmaLatencyMs,
-        inFlight: e.inFlight,
-        total: e.total,
-      }));
+      return [...entries.values()].map((e) => snapshotOf(e, isUp(e)));
     },
   };
 }

@@ -54,8 +54,6 @@ export {
 } from "./probes.ts";
 export {
   createRace,
-  DEFAULT_MAX_CONCURRENT_ATTEMPTS,
-  DEFAULT_TIMEOUT_MS,
   type Ede,
   type Race,
   type RaceConfig,

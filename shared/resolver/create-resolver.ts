@@ -20,7 +20,7 @@ import { createHealthTracker, type UpstreamHealth } from "../engine/health.ts";
 import { createHealthChecker, type HealthChecker } from "../engine/health-check.ts";
 import type { PolicyConfig } from "../engine/policies.ts";
 import { createDnsProbe, createHttpProbe } from "../engine/probes.ts";
-import { createRace, type Race } from "../engine/race.ts";
+import { createRace, type Race, toServfail } from "../engine/race.ts";
 import { createCryptoRandom, type Random } from "../engine/random.ts";
 import { createTrackedUpstream } from "../engine/tracked-upstream.ts";
 import type { Upstream } from "../engine/upstream.ts";
@@ -39,6 +39,8 @@ export interface ResolverOptions {
   fetch?: typeof fetch;
   /** Defective attempts of routes with `debug: true`. */
   onAttemptError?: (event: AttemptErrorEvent) => void;
+  /** Per-upstream accounting (default: a fresh createCounters()); the relay's statsd wraps it. */
+  counters?: Counters;
 }
 
 export interface AttemptErrorEvent {
@@ -115,7 +117,7 @@ function policyOf(route: RouteConfig): PolicyConfig {
 export function createResolver(options: ResolverOptions): RoutingResolver {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? createCryptoRandom();
-  const counters: Counters = createCounters();
+  const counters: Counters = options.counters ?? createCounters();
   const byName = new Map(options.upstreams.map((u) => [u.name, u]));
 
   const routes: BuiltRoute[] = options.routes.map((route, index) => {
@@ -239,7 +241,7 @@ export function createResolver(options: ResolverOptions): RoutingResolver {
       }
       return {
         kind: "servfail",
-        answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede: result.ede }),
+        answer: toServfail(query, result),
         route: route.name,
         error: result.error,
       };

@@ -168,7 +168,7 @@ describe("doh-relay --check, --version, --help", () => {
     expect(result.stderr).toContain('routes[0].upstreams[0]: unknown upstream "quad8"');
   });
 
-  it("accepts a tls:// upstream and refuses statsd until it exists, naming the key", async () => {
+  it("accepts a tls:// upstream and statsd, and names a bad statsd key in one line", async () => {
     const tls = await configFile(
       "tls.yaml",
       'upstreams:\n  - { name: a, url: "udp://127.0.0.1" }\n  - { name: q9, url: "tls://9.9.9.9", tls_servername: dns.quad9.net }\n',
@@ -178,9 +178,15 @@ describe("doh-relay --check, --version, --help", () => {
       "statsd.yaml",
       'upstreams:\n  - { name: a, url: "udp://127.0.0.1" }\nmetrics: { statsd: { addr: "127.0.0.1:8125" } }\n',
     );
-    const result = await runCli(["--check", "--config", statsd]);
+    expect((await runCli(["--check", "--config", statsd])).code).toBe(0);
+    const badPrefix = await configFile(
+      "statsd-bad.yaml",
+      'upstreams:\n  - { name: a, url: "udp://127.0.0.1" }\nmetrics: { statsd: { addr: "127.0.0.1:8125", prefix: "a..b" } }\n',
+    );
+    const result = await runCli(["--check", "--config", badPrefix]);
     expect(result.code).toBe(1);
-    expect(result.stderr.trim()).toBe("metrics.statsd: statsd reporting is not built yet");
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain("metrics.statsd.prefix: must be dotted words");
   });
 
   it("rejects a missing config file", async () => {

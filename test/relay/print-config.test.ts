@@ -72,6 +72,7 @@ plugins:
   entries: [{ name: p1, path: /usr/local/bin/p1, args: [-x], mode: persistent, timeout: 80ms }]
 workers: 2
 control: { restart_backoff: 300ms, restart_max_backoff: 1m, max_consecutive_failure: 4, min_stable_run: 30s }
+metrics: { statsd: { addr: "stats.lan", prefix: lan.dns, interval: 1500ms, sample_rate: 0.5, max_packet_size: 1200, timer_samples: 20 } }
 log: { level: warn }
 `;
 

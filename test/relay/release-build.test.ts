@@ -1,7 +1,7 @@
 // The release build (issue 17): `npm run build:relay` writes one file that
 // runs under the machine's own Node (not the npm-bundled one) with no
 // node_modules anywhere above it, answers queries, stays small when idle,
-// and says in one line when a quic:// upstream lacks its optional addon. The
+// and says in one line when a quic:// or h3:// upstream lacks its optional addon. The
 // systemd unit that runs it passes `systemd-analyze verify` where that exists.
 
 import { execFile } from "node:child_process";
@@ -92,6 +92,22 @@ describe("release build (dist/doh-relay.mjs)", () => {
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
     expect(result.stderr).toMatch(
       /^upstreams\[0\]\.url: quic:\/\/ needs the optional package @matrixai\/quic/,
+    );
+  });
+
+  it("refuses an h3:// upstream without @matrixai/quic in one line", async () => {
+    const config = await writeConfig(
+      "h3.yaml",
+      `upstreams: [{ name: udp, url: "127.0.0.1" }, { name: doh3, url: "h3://127.0.0.1/dns-query" }]\n`,
+    );
+    const result = await run(node, [bundle, "--check", "--config", config], { cwd: dir }).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(
+      /^upstreams\[1\]\.url: h3:\/\/ needs the optional package @matrixai\/quic .* or use https:\/\/ instead$/m,
     );
   });
 

@@ -1,8 +1,9 @@
 // The Upstream contract table (test/shared/support/upstream-contract.ts) in
 // Node, against every transport the relay has and the shared fetch DoH: UDP,
-// the TCP and DoT pools, DoQ, HTTP/2 DoH (POST and GET) and fetch DoH (POST
-// and GET). Every one reaches the same delay server, directly or through a
-// real TLS, QUIC or HTTP front. Queries go in as Node Buffers, as relay
+// the TCP and DoT pools, DoQ, HTTP/2 DoH (POST and GET), HTTP/3 DoH (POST and
+// GET, against quic-go's http3 server) and fetch DoH (POST and GET). Every one
+// reaches the same delay server, directly or through a real TLS, QUIC or HTTP
+// front. Queries go in as Node Buffers, as relay
 // callers may hold them.
 
 import { readFile, rm } from "node:fs/promises";
@@ -10,6 +11,7 @@ import { connect as netConnect } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { afterAll, beforeAll } from "vitest";
 import { createDohH2Upstream } from "../../relay/src/transports/doh-h2.ts";
+import { createDoh3Upstream } from "../../relay/src/transports/doh3.ts";
 import { createDoqUpstream } from "../../relay/src/transports/doq.ts";
 import { createStreamPool } from "../../relay/src/transports/stream-pool.ts";
 import { createUdpUpstream } from "../../relay/src/transports/udp.ts";
@@ -20,6 +22,7 @@ import { createTestCertificates, type TestCertificates } from "../support/dns-se
 import { type DohTestServer, startDohTestServer } from "../support/doh-test-server.ts";
 import { type DoqServer, startDoqServer } from "../support/doq-server.ts";
 import { type H2DohServer, startH2DohServer } from "../support/h2-doh-server.ts";
+import { type H3DohServer, startH3DohServer } from "../support/h3-doh-server.ts";
 
 let delay: DelayDnsServer;
 let certs: TestCertificates;
@@ -29,6 +32,7 @@ let tlsFront: TlsServer;
 let doq: DoqServer;
 let h2: H2DohServer;
 let http: DohTestServer;
+let h3: H3DohServer;
 
 beforeAll(async () => {
   [delay, certs] = await Promise.all([startDelayDnsServer(), createTestCertificates()]);
@@ -45,15 +49,16 @@ beforeAll(async () => {
     client.on("close", () => backend.destroy());
   });
   await new Promise<void>((resolve) => tlsFront.listen(0, "127.0.0.1", resolve));
-  [doq, h2, http] = await Promise.all([
+  [doq, h2, http, h3] = await Promise.all([
     startDoqServer({ cert, key, backendPort: delay.port }),
     startH2DohServer({ backendPort: delay.port, certFile: certs.certFile, keyFile: certs.keyFile }),
     startDohTestServer({ delay: delay.port }),
+    startH3DohServer({ backendPort: delay.port, certFile: certs.certFile, keyFile: certs.keyFile }),
   ]);
-});
+}, 120_000);
 
 afterAll(async () => {
-  await Promise.all([doq?.stop(), h2?.stop(), http?.stop()]);
+  await Promise.all([doq?.stop(), h2?.stop(), http?.stop(), h3?.stop()]);
   await new Promise((resolve) => (tlsFront ? tlsFront.close(resolve) : resolve(undefined)));
   await delay?.stop();
   if (certs) await rm(certs.dir, { recursive: true, force: true });
@@ -119,6 +124,26 @@ for (const method of ["POST", "GET"] as const) {
         maxInFlight: 100,
         idleTimeoutMs: 5000,
         tls: { servername: "dns.test", ca },
+        ...timeouts,
+      }),
+  });
+
+  runUpstreamContract({
+    name: `h3 DoH ${method}`,
+    bytes,
+    ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
+    make: () =>
+      createDoh3Upstream({
+        name: "h3",
+        host: "127.0.0.1",
+        port: h3.port,
+        path: "/dns-query",
+        method,
+        servername: "dns.test",
+        ca,
+        idleTimeoutMs: 5000,
+        maxRetries: 1,
+        maxInFlight: 100,
         ...timeouts,
       }),
   });

@@ -25,6 +25,7 @@ function failure(parse: () => unknown): ConfigError {
 const relayError = (input: unknown) => failure(() => parseRelayConfig(input)).message;
 const workerError = (input: unknown) => failure(() => parseWorkerConfig(input)).message;
 const one = { upstreams: [{ name: "a", url: "1.1.1.1" }] };
+const httpsOne = { upstreams: [{ name: "a", url: "https://x.example" }] };
 const withRoute = (route: Record<string, unknown>, upstreams = one.upstreams) => ({
   upstreams,
   routes: [{ upstreams: upstreams.map((u) => u.name), ...route }],
@@ -285,6 +286,30 @@ describe("config errors name the key path in one line", () => {
     expect(relayError({ ...one, "odd key": 1 })).toBe('["odd key"]: unknown key');
   });
 
+  it("offers the snake_case spelling of any key the schema takes, read from the schema itself", () => {
+    // Keys a hand-kept list once missed: log.level, listener addr, match.suffix.
+    expect(relayError({ ...one, log: { Level: "info" } })).toBe(
+      "log.Level: unknown key; keys are snake_case: level",
+    );
+    const tcp = failure(() =>
+      parseRelayConfig({ ...one, listen: { tcp: { ADDR: "127.0.0.1:53" } } }),
+    );
+    expect(tcp.problems).toContainEqual({
+      path: ["listen", "tcp", "ADDR"],
+      message: "unknown key; keys are snake_case: addr",
+    });
+    expect(
+      workerError({ ...httpsOne, rules: [{ match: { Suffix: "x." }, action: "block" }] }),
+    ).toBe("rules[0].match.Suffix: unknown key; keys are snake_case: suffix");
+    // The other runtime's top-level keys, so that the next message can say whose they are.
+    expect(relayError({ ...one, Relays: [] })).toBe(
+      "Relays: unknown key; keys are snake_case: relays",
+    );
+    expect(workerError({ ...httpsOne, Listen: {} })).toBe(
+      "Listen: unknown key; keys are snake_case: listen",
+    );
+  });
+
   it("wrong types and missing keys", () => {
     expect(relayError({})).toBe("upstreams: required");
     expect(relayError({ upstreams: [] })).toBe("upstreams: needs at least one upstream");
@@ -468,10 +493,23 @@ describe("relay-only rules", () => {
     );
   });
 
-  it("rejects h3:// with what to use instead", () => {
-    expect(relayError({ upstreams: [{ name: "a", url: "h3://dns.example/dns-query" }] })).toBe(
-      "upstreams[0].url: the relay cannot speak h3:// (no HTTP/3 in Node); use https://",
-    );
+  it("takes h3:// with a method and TLS options, as for https://", () => {
+    const { config } = parseRelayConfig({
+      upstreams: [
+        {
+          name: "a",
+          url: "h3://dns.example:8443/q",
+          method: "GET",
+          tls_servername: "dns.test",
+          pool: { max_in_flight: 50 },
+        },
+      ],
+    });
+    const upstream = config.upstreams[0];
+    expect(upstream?.url).toMatchObject({ protocol: "h3", port: 8443, path: "/q" });
+    expect(upstream?.method).toBe("GET");
+    expect(upstream?.tls_servername).toBe("dns.test");
+    expect(upstream?.pool.max_in_flight).toBe(50);
   });
 
   it("rejects the worker's relays section", () => {
@@ -633,14 +671,14 @@ describe("the edge worker", () => {
     ).toMatch(/^upstreams\[0\]\.ca: the edge worker verifies against the platform's CA store/);
   });
 
-  it("fetches h3:// itself, and rejects it through a relay that cannot speak it", () => {
+  it("fetches h3:// itself, or through a relay (which speaks HTTP/3)", () => {
     const { config } = parseWorkerConfig({ upstreams: [{ name: "a", url: "h3://dns.example" }] });
     expect(config.upstreams[0]?.url.protocol).toBe("h3");
-    expect(
-      workerError({ relays, upstreams: [{ name: "a", url: "h3://dns.example", via: "home" }] }),
-    ).toBe(
-      "upstreams[0].url: the relay cannot speak h3:// (no HTTP/3 in Node); use https://, or drop via to let the worker fetch it",
-    );
+    const via = parseWorkerConfig({
+      relays,
+      upstreams: [{ name: "a", url: "h3://dns.example", via: "home" }],
+    });
+    expect(via.config.upstreams[0]?.via).toBe("home");
   });
 
   it("rejects TLS options fetch cannot honour", () => {
@@ -688,6 +726,12 @@ describe("the edge worker", () => {
   it("rejects relay-only settings with a message saying so", () => {
     expect(
       workerError({ upstreams: [{ name: "a", url: "https://x.example", pool: { size: 2 } }] }),
+    ).toBe(
+      "upstreams[0].pool: relay-only key: the edge worker keeps no connection pools; remove pool",
+    );
+    // The worker does not load the pool's schema: whatever the pool holds, the key is refused.
+    expect(
+      workerError({ upstreams: [{ name: "a", url: "https://x.example", pool: { size: 0 } }] }),
     ).toBe(
       "upstreams[0].pool: relay-only key: the edge worker keeps no connection pools; remove pool",
     );

@@ -559,6 +559,32 @@ describe("race engine as an Upstream", () => {
     expect(clock.pending()).toBe(0);
   });
 
+  it("with selfContainedQueries, close() refuses new queries and leaves those in flight to their own deadlines", async () => {
+    const clock = createManualClock();
+    const hang = createFakeUpstream("hang", clock, { hang: true });
+    const race = createRace({
+      upstreams: [hang],
+      clock,
+      timeoutMs: 500,
+      selfContainedQueries: true,
+    });
+    const pending = race.resolve(buildQuery("example.com.", 1));
+    await race.close();
+    expect(await race.resolve(buildQuery("example.com.", 1))).toMatchObject({
+      ok: false,
+      error: { code: "closed" },
+    });
+    let settled = false;
+    void pending.then(() => {
+      settled = true;
+    });
+    await settle();
+    expect(settled).toBe(false);
+    clock.advance(500);
+    expect(await pending).toMatchObject({ ok: false, error: { code: "timeout" } });
+    expect(clock.pending()).toBe(0);
+  });
+
   it("rejects bad options when the route is built", () => {
     const clock = createManualClock();
     const u = createFakeUpstream("u", clock, { rcode: 0 });

@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { DurationError, parseDuration } from "../../shared/config/duration.ts";
 import { DomainNameError, ExceptFileError } from "../../shared/config/except.ts";
 import { CidrError, IpAddressError } from "../../shared/config/ip.ts";
+import { ConfigError } from "../../shared/config/schema/errors.ts";
+import { UrlError } from "../../shared/config/schema/fields.ts";
 import { HostPortError, UpstreamUrlError } from "../../shared/config/upstream-url.ts";
 import { NameSyntaxError } from "../../shared/dns/query.ts";
 import { DnsWireError } from "../../shared/dns/wire-error.ts";
@@ -15,6 +17,8 @@ import { CompiledListError } from "../../shared/policy/compiled-list.ts";
 import { PluginOutputError } from "../../shared/policy/plugin-output.ts";
 
 const made: [string, DohEdgeError, string][] = [
+  ["ConfigError", new ConfigError([{ path: ["a"], message: "x" }]), "invalid_config"],
+  ["UrlError", new UrlError("x"), "bad_url"],
   ["DurationError", new DurationError("x"), "bad_duration"],
   ["DomainNameError", new DomainNameError("x"), "bad_domain_name"],
   ["ExceptFileError", new ExceptFileError("zones.txt", 3, "x"), "bad_except_file"],

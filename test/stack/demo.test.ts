@@ -24,7 +24,8 @@ describe("npm run demo, end to end", () => {
   it("answers from the origin's zone over UDP and DoH, through the worker and the relay's DoT pool", async () => {
     const log = join(dir, "demo.log");
     const stdout = await runInNetns(
-      `${startStackScript("--demo", log)}
+      `export TMPDIR="${dir}"
+${startStackScript("--demo", log)}
 echo "dig=$(dig @127.0.0.1 -p 5053 www.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
 echo "alias=$(dig @127.0.0.1 -p 5053 alias.demo.test +short +tries=1 +time=5 | tr '\\n' ' ')"
 echo "nx=$(dig @127.0.0.1 -p 5053 nope.demo.test +tries=1 +time=5 | grep -o 'status: [A-Z]*')"
@@ -32,7 +33,7 @@ ca=$(grep -o 'tls-ca=[^ ]*' "${log}" | head -1 | cut -d= -f2)
 echo "kdig=$(kdig @127.0.0.1 -p 8443 +https +tls-ca=$ca +tls-hostname=dns.test www.demo.test AAAA +short | tr '\\n' ' ')"
 curl -s http://127.0.0.1:9153/metrics > "${join(dir, "metrics.txt")}"
 ${STOP_STACK_SCRIPT}
-echo "leftovers=$(ls -d /tmp/doh-edge-demo-* 2>/dev/null | wc -l)"`,
+echo "leftovers=$(ls -d "${dir}"/doh-edge-demo-* 2>/dev/null | wc -l)"`,
       { timeoutMs: 100_000 },
     );
     const fields = fieldsOf(stdout);

@@ -19,6 +19,21 @@ export async function startWranglerDev(
   vars: Record<string, string>,
   readyMs = 60_000,
 ): Promise<WranglerDev> {
+  // freePort only finds a port that was free a moment ago: another process
+  // may take it before wrangler binds, so a lost port means another try.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePort(vars, readyMs);
+    } catch (error) {
+      if (attempt >= 3 || !/EADDRINUSE|Address already in use/.test(String(error))) throw error;
+    }
+  }
+}
+
+async function startOnFreePort(
+  vars: Record<string, string>,
+  readyMs: number,
+): Promise<WranglerDev> {
   const port = await freePort();
   const child = spawn(
     process.execPath,

@@ -1,46 +1,17 @@
-// Builds the Upstream for each configured upstream by protocol. h3:// and
-// statsd are not built yet: asking for either is a startup error naming the
-// key path, never a silent fallback.
+// Builds the Upstream for each configured upstream by protocol.
 
 import { readFileSync } from "node:fs";
-import {
-  ConfigError,
-  type ConfigProblem,
-  type RelayConfig,
-  type RelayUpstreamConfig,
-} from "../../../shared/config/schema.ts";
+import type { RelayConfig, RelayUpstreamConfig } from "../../../shared/config/schema.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
-import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
+import { type Bootstrap, createBootstrap, type LookupFunction } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
+import { createDoh3Upstream } from "./doh3.ts";
 import { createDoqUpstream } from "./doq.ts";
 import { relayClock } from "./relay-clock.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
-
-/** Config the relay accepts but cannot serve yet, as ConfigError problems. */
-export function unsupportedProblems(config: RelayConfig): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  config.upstreams.forEach((upstream, i) => {
-    const protocol = upstream.url.protocol;
-    if (protocol === "h3") {
-      problems.push({
-        path: ["upstreams", i, "url"],
-        message: `${protocol}:// pools are not built yet`,
-      });
-    }
-  });
-  if (config.metrics.statsd) {
-    problems.push({ path: ["metrics", "statsd"], message: "statsd reporting is not built yet" });
-  }
-  return problems;
-}
-
-export function assertSupported(config: RelayConfig): void {
-  const problems = unsupportedProblems(config);
-  if (problems.length > 0) throw new ConfigError(problems);
-}
 
 /** A file path or inline PEM text. */
 function pem(value: string | undefined): string | undefined {
@@ -54,6 +25,23 @@ function tlsOptions(upstream: RelayUpstreamConfig) {
     ...(upstream.ca !== undefined ? { ca: pem(upstream.ca) } : {}),
     ...(upstream.cert !== undefined ? { cert: pem(upstream.cert) } : {}),
     ...(upstream.key !== undefined ? { key: pem(upstream.key) } : {}),
+  };
+}
+
+/** What the QUIC upstreams (quic://, h3://) take from an upstream's config. */
+function quicOptions(upstream: RelayUpstreamConfig, lookup: LookupFunction | undefined) {
+  const { url, name, pool } = upstream;
+  return {
+    name,
+    host: url.host,
+    port: url.port,
+    ...tlsOptions(upstream),
+    connectTimeoutMs: pool.connect_timeout,
+    handshakeTimeoutMs: pool.handshake_timeout,
+    idleTimeoutMs: pool.idle_timeout,
+    maxRetries: pool.max_retries,
+    maxInFlight: pool.max_in_flight,
+    lookup,
   };
 }
 
@@ -115,25 +103,20 @@ export function buildTransport(
         clock,
       });
     }
+    case "h3":
+      // HTTP/3 only, on one QUIC connection (ALPN h3) like quic://: pool.size does not apply.
+      return createDoh3Upstream({
+        ...quicOptions(upstream, lookup),
+        path: url.path ?? "/dns-query",
+        method: upstream.method ?? "POST",
+      });
     case "quic":
       // One QUIC connection carries every query: pool.size does not apply.
-      return createDoqUpstream({
-        name,
-        host: url.host,
-        port: url.port,
-        ...tlsOptions(upstream),
-        connectTimeoutMs: pool.connect_timeout,
-        handshakeTimeoutMs: pool.handshake_timeout,
-        idleTimeoutMs: pool.idle_timeout,
-        maxRetries: pool.max_retries,
-        maxInFlight: pool.max_in_flight,
-        lookup,
-        clock,
-      });
-    default:
-      throw new ConfigError([
-        { path: ["upstreams", name], message: `${url.protocol}:// pools are not built yet` },
-      ]);
+      return createDoqUpstream({ ...quicOptions(upstream, lookup), clock });
+    default: {
+      const unknown: never = url.protocol;
+      throw new Error(`no transport for ${String(unknown)}://`);
+    }
   }
 }
 
@@ -146,7 +129,6 @@ export interface Transports {
 
 /** Every configured upstream's transport; pools keep time by `clock`. */
 export function buildTransports(config: RelayConfig, clock: Clock = relayClock): Transports {
-  assertSupported(config);
   const bootstrap =
     config.bootstrap.length > 0
       ? createBootstrap({

@@ -3,7 +3,7 @@
 // to the owner. The library's own client spends about 2 ms of CPU per query
 // on events, locks and error objects built per call (profiled); the DoQ
 // upstream on this driver spends 0.07–0.26 ms (bench/doq.ts). Used by the DoQ
-// upstream and the test DoQ server.
+// upstream, the DoH3 upstream (h3/quic-dial.ts) and the test DoQ server.
 
 import type * as Native from "@matrixai/quic/dist/native/index.js";
 import { copyBytes } from "../../../shared/dns/bytes.ts";
@@ -57,6 +57,8 @@ export interface QuicheConfigOptions {
   maxIdleTimeoutMs: number;
   /** Streams the peer may open towards us at once. */
   peerBidiStreams: number;
+  /** Unidirectional streams the peer may open (HTTP/3 control and QPACK streams); default 0. */
+  peerUniStreams?: number;
 }
 
 export function buildQuicheConfig(quiche: Quiche, options: QuicheConfigOptions): QuicheConfig {
@@ -76,9 +78,10 @@ export function buildQuicheConfig(quiche: Quiche, options: QuicheConfigOptions):
   config.setInitialMaxData(4 * 1024 * 1024);
   config.setInitialMaxStreamDataBidiLocal(256 * 1024);
   config.setInitialMaxStreamDataBidiRemote(256 * 1024);
-  config.setInitialMaxStreamDataUni(0);
+  const peerUni = options.peerUniStreams ?? 0;
+  config.setInitialMaxStreamDataUni(peerUni > 0 ? 64 * 1024 : 0);
   config.setInitialMaxStreamsBidi(options.peerBidiStreams);
-  config.setInitialMaxStreamsUni(0);
+  config.setInitialMaxStreamsUni(peerUni);
   config.setDisableActiveMigration(true);
   return config;
 }

@@ -1,0 +1,48 @@
+// The relay's own config sections (listen, plugins, control, …) stay out of
+// the worker bundle (issue 16): the worker parses its config with
+// shared/config/schema/worker.ts, never the façade that also loads the relay's.
+
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { describe, expect, it } from "vitest";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The source files esbuild bundles from `entry`, as paths from the repository root. */
+async function bundledFiles(entry: string): Promise<Set<string>> {
+  const result = await build({
+    absWorkingDir: ROOT,
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    metafile: true,
+    format: "esm",
+    platform: "neutral",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["browser", "module", "main"],
+    external: ["cloudflare:*", "node:*", "buffer"],
+    logLevel: "silent",
+  });
+  return new Set(Object.keys(result.metafile.inputs));
+}
+
+describe("worker bundle", () => {
+  it("holds the worker's config parser but none of the files only the relay's parser needs", async () => {
+    const [worker, workerParser, relayParser] = await Promise.all([
+      bundledFiles("edge-worker/src/index.ts"),
+      bundledFiles("shared/config/schema/worker.ts"),
+      bundledFiles("shared/config/schema/relay.ts"),
+    ]);
+    const relayOnly = [...relayParser].filter((file) => !workerParser.has(file));
+    expect(relayOnly).toEqual(
+      expect.arrayContaining([
+        "shared/config/schema/relay.ts",
+        "shared/config/schema/sections/listen.ts",
+        "shared/config/schema/sections/plugins.ts",
+        "shared/config/schema/sections/relay-upstreams.ts",
+      ]),
+    );
+    expect(worker.has("shared/config/schema/worker.ts")).toBe(true);
+    expect(relayOnly.filter((file) => worker.has(file))).toEqual([]);
+  });
+});
