@@ -25,6 +25,8 @@ export default defineConfig({
         test: {
           name: "workerd",
           include: ["test/shared/**/*.test.ts", "test/workerd/**/*.test.ts"],
+          // fengari (Lua policies) needs it before it loads (the file says why).
+          setupFiles: ["./edge-worker/src/workerd-shims.ts"],
           testTimeout: 20_000,
         },
       },
@@ -38,12 +40,15 @@ export default defineConfig({
               ...workerdRuntime,
               // Block lists given as { asset } (test/fixtures/worker-assets/README.md).
               assets: { directory: "./test/fixtures/worker-assets", binding: "ASSETS" },
+              // wrangler.toml's rule: Lua policy scripts are bundled as text.
+              modulesRules: [{ type: "Text", include: ["**/*.lua"], fallthrough: true }],
             },
           }),
         ],
         test: {
           name: "edge-worker",
           include: ["test/edge-worker/**/*.test.ts"],
+          setupFiles: ["./edge-worker/src/workerd-shims.ts"],
           globalSetup: ["test/edge-worker/global-setup.ts"],
           testTimeout: 30_000,
         },

@@ -33,6 +33,7 @@ import { latencyChart, qpsChart } from "./charts.ts";
 import { type DnsperfTarget, dnsperf } from "./dnsperf.ts";
 import { benchDoh3, doh3Table } from "./doh3.ts";
 import { benchDoq } from "./doq.ts";
+import { benchLuaPolicy, luaPolicySection } from "./lua-policy.ts";
 import { cpuSeconds } from "./processes.ts";
 import { type LevelResult, type PathResult, renderReport } from "./report.ts";
 import {
@@ -579,6 +580,11 @@ async function main(): Promise<number> {
       "",
       ...workerTable(worker),
     ];
+    const lua = await benchLuaPolicy();
+    process.stdout.write(
+      `bench: Lua handle() ${lua.rows[0]?.relayUs.toFixed(1)} µs per call on the relay, ${lua.rows[0]?.workerUs.toFixed(1)} µs in the worker\n`,
+    );
+    const luaSection = luaPolicySection(lua);
     const elapsed = (Date.now() - started) / 1000;
     const load1 = loadavg();
     const report = renderReport({
@@ -629,6 +635,7 @@ async function main(): Promise<number> {
         doh3Section,
         blocklistSection,
         workerSection,
+        luaSection,
       ],
       notes,
     });

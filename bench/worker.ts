@@ -9,6 +9,7 @@
 // local implementation of it (a service in the same workerd) costs a miss.
 
 import { execFile } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -124,15 +125,29 @@ async function bundle(): Promise<{ dir: string; script: string; kib: number }> {
   return { dir, script, kib: (await readFile(script)).length / 1024 };
 }
 
+/**
+ * A wrangler --outdir bundle as Miniflare modules: the script, and beside it
+ * the Lua policy scripts it imports as text (wrangler.toml's Text rule).
+ */
+export function bundleModules(script: string) {
+  const dir = dirname(script);
+  const texts = readdirSync(dir).filter((name) => name.endsWith(".lua"));
+  return {
+    modulesRoot: dir,
+    modules: [
+      { type: "ESModule" as const, path: script },
+      ...texts.map((name) => ({ type: "Text" as const, path: join(dir, name) })),
+    ],
+  };
+}
+
 function startWorker(script: string, config: unknown): Miniflare {
   return new Miniflare(
     convertV4MiniflareOptions({
       workers: [
         {
           name: "doh-edge",
-          scriptPath: script,
-          modulesRoot: dirname(script),
-          modules: true,
+          ...bundleModules(script),
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
           bindings: { DOH_CONFIG: JSON.stringify(config) },

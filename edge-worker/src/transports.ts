@@ -2,8 +2,10 @@
 // DoH over fetch, DoT over cloudflare:sockets, and anything else through a
 // relay's origin endpoint (`via`).
 
+import { formatHostPort } from "../../shared/config/ip.ts";
 import type { WorkerUpstreamConfig } from "../../shared/config/schema/sections/worker-upstreams.ts";
 import type { WorkerConfig } from "../../shared/config/schema/worker.ts";
+import { DOH_PATH } from "../../shared/doh/doh-request.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
 import { DohEdgeError } from "../../shared/errors.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";
@@ -50,10 +52,9 @@ function buildTransport(
     case "h3": {
       // Workers' fetch negotiates HTTP/3 itself where the origin offers it.
       const scheme = url.protocol === "http" ? "http" : "https";
-      const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
       return createFetchDohUpstream({
         name,
-        url: `${scheme}://${host}:${url.port}${url.path ?? "/dns-query"}`,
+        url: `${scheme}://${formatHostPort(url)}${url.path ?? DOH_PATH}`,
         method: upstream.method ?? "POST",
       });
     }

@@ -12,6 +12,7 @@
 import { waitUntil } from "cloudflare:workers";
 import type { Hono } from "hono";
 import { ConfigError } from "../../shared/config/schema/errors.ts";
+import type { PluginsConfig } from "../../shared/config/schema/sections/plugins.ts";
 import { parseWorkerConfig, WORKER_MAX_CONNECTIONS } from "../../shared/config/schema/worker.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { systemClock } from "../../shared/engine/clock.ts";
@@ -21,10 +22,12 @@ import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
-import { createPolicyResolver } from "../../shared/resolver/policy-resolver.ts";
+import { createPolicyResolver, type PolicyHook } from "../../shared/resolver/policy-resolver.ts";
 import handle from "../policy/handle.ts";
+import { bundledLuaScripts } from "../policy/lua-scripts.ts";
 import { createEdgeCache, fingerprint } from "./edge-cache.ts";
 import type { Env } from "./env.ts";
+import { chainHooks, createLuaHook } from "./lua-hook.ts";
 import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
 import { createListLoader, loadWorkerBlocklists } from "./worker-blocklists.ts";
@@ -35,7 +38,14 @@ const JOIN_GRACE_MS = 1000;
 const JOIN_POLL_MS = 10;
 
 export type WorkerState =
-  | { ok: true; resolver: Resolver; app: Hono; warnings: string[] }
+  | {
+      ok: true;
+      resolver: Resolver;
+      app: Hono;
+      warnings: string[];
+      /** Lua policies loading (lua-hook.ts): no request is answered before it settles. */
+      ready?: Promise<void>;
+    }
   | { ok: false; message: string };
 
 let cached: { key: string; state: WorkerState } | undefined;
@@ -55,6 +65,36 @@ export function workerState(env: Env): WorkerState {
   // belong to other requests, which this one must not touch.
   cached = { key, state };
   return state;
+}
+
+/** The config's Lua entries (if any), then the bundled TS policy module. Throws ConfigError. */
+function programmablePolicy(plugins: PluginsConfig): { hook: PolicyHook; ready?: Promise<void> } {
+  const moduleHook = createModuleHook(handle, 50, (error) =>
+    console.warn(`doh-edge policy module failed: ${String(error)}`),
+  );
+  const lua = createLuaHook(plugins, {
+    scripts: bundledLuaScripts,
+    onError: luaLogger("failed"),
+    onPrint: luaLogger("print"),
+  });
+  if (!lua) return { hook: moduleHook };
+  lua.ready.catch((error) => console.error(`doh-edge config error: ${(error as Error).message}`));
+  return { hook: chainHooks(lua.hook, moduleHook), ready: lua.ready };
+}
+
+/** One throttled log line per kind: a script's failures, or its print() lines. */
+function luaLogger(kind: "failed" | "print") {
+  const throttle = createLogThrottle(10_000);
+  return (plugin: string, what: unknown) => {
+    const take = throttle.take();
+    if (!take) return;
+    const more = take.suppressed > 0 ? ` (${take.suppressed} more since the last line)` : "";
+    const text =
+      what instanceof Error ? `${(what as { code?: string }).code}: ${what.message}` : String(what);
+    const line = `doh-edge lua ${kind} plugin=${plugin} ${text}${more}`;
+    if (kind === "failed") console.warn(line);
+    else console.log(line);
+  };
 }
 
 function secretsKey(env: Env): string {
@@ -123,12 +163,11 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
         )
       : undefined;
     lists?.start(); // by the isolate's first request, whatever it asks
+    const { hook, ready } = programmablePolicy(config.plugins);
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
-      createModuleHook(handle, 50, (error) =>
-        console.warn(`doh-edge policy module failed: ${String(error)}`),
-      ),
+      hook,
     );
     if (config.blocklists.some((list) => "path" in list)) {
       warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
@@ -161,7 +200,7 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
       },
       onError: (error) => console.error("doh-edge internal error:", error),
     });
-    return { ok: true, resolver, app, warnings };
+    return { ok: true, resolver, app, warnings, ...(ready ? { ready } : {}) };
   } catch (error) {
     if (error instanceof ConfigError || error instanceof SecretMissingError) {
       return { ok: false, message: error.message };

@@ -5,21 +5,37 @@
 //   persistent: one long-running process, one JSON line in and one out per
 //               question, in order; restarted after a crash or a timeout.
 // A plugin that fails (timeout, crash, garbage, flood) never holds a query:
-// the chain answers with the configured on_error decision.
+// the chain answers with the configured on_error decision. Lua entries
+// (runtime: lua, lua-plugin.ts) take their place in the same chain.
 
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import type { PluginEntryConfig, PluginsConfig } from "../../shared/config/schema.ts";
+import {
+  ConfigError,
+  type ExecPluginEntryConfig,
+  type PluginsConfig,
+} from "../../shared/config/schema.ts";
 import { DohEdgeError } from "../../shared/errors.ts";
 import {
   decisionFromPluginOutput,
+  onErrorDecision,
   type PluginInput,
   pluginInput,
 } from "../../shared/policy/plugin-output.ts";
 import type { Decision } from "../../shared/policy/rules.ts";
+import { createLuaPlugin, type LuaPluginOptions } from "./lua-plugin.ts";
 
 const MAX_OUTPUT = 64 * 1024;
 
-export type PluginErrorCode = "timeout" | "crash" | "bad_output" | "overflow" | "spawn";
+export type PluginErrorCode =
+  | "timeout"
+  | "crash"
+  | "bad_output"
+  | "overflow"
+  | "spawn"
+  /** A Lua script ran past its instruction budget. */
+  | "budget"
+  /** A Lua script raised an error. */
+  | "runtime";
 
 export class PluginError extends DohEdgeError {
   readonly code: PluginErrorCode;
@@ -44,7 +60,7 @@ function parse(text: string): unknown {
   }
 }
 
-function perQuery(entry: PluginEntryConfig): ExecPlugin {
+function perQuery(entry: ExecPluginEntryConfig): ExecPlugin {
   const running = new Set<ChildProcessWithoutNullStreams>();
   return {
     name: entry.name,
@@ -106,7 +122,7 @@ interface Waiting {
   reject(error: PluginError): void;
 }
 
-function persistent(entry: PluginEntryConfig): ExecPlugin {
+function persistent(entry: ExecPluginEntryConfig): ExecPlugin {
   let child: ChildProcessWithoutNullStreams | undefined;
   let buffered = "";
   const queue: Waiting[] = [];
@@ -203,7 +219,7 @@ function persistent(entry: PluginEntryConfig): ExecPlugin {
   };
 }
 
-export function createExecPlugin(entry: PluginEntryConfig): ExecPlugin {
+export function createExecPlugin(entry: ExecPluginEntryConfig): ExecPlugin {
   return entry.mode === "persistent" ? persistent(entry) : perQuery(entry);
 }
 
@@ -215,18 +231,23 @@ export interface PluginChain {
   close(): void;
 }
 
+/** Builds every entry's plugin; a Lua script that cannot load throws ConfigError at its path key. */
 export function createPluginChain(
   config: PluginsConfig,
   onError: (plugin: string, error: PluginError) => void = () => {},
+  lua: LuaPluginOptions = {},
 ): PluginChain {
-  const plugins = config.entries.map(createExecPlugin);
+  const plugins = config.entries.map((entry, i) => {
+    if (entry.runtime !== "lua") return createExecPlugin(entry);
+    try {
+      return createLuaPlugin(entry, lua);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new ConfigError([{ path: ["plugins", "entries", i, "path"], message }]);
+    }
+  });
   const errors: Record<string, number> = {};
-  const fallback = (): Decision | { action: "servfail" } =>
-    config.on_error === "block"
-      ? { action: "block", with: "nxdomain", source: "rule" }
-      : config.on_error === "servfail"
-        ? { action: "servfail" }
-        : { action: "pass" };
+  const fallback = () => onErrorDecision(config.on_error);
   return {
     async decide(name, qtype) {
       const input = pluginInput(name, qtype);

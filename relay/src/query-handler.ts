@@ -1,8 +1,9 @@
 // The per-query path every listener uses: ACL → per-client limits →
 // resolver (with a signal tied to the client and to shutdown; it answers
-// FORMERR for an unreadable question) → answer. Every accepted query gets an answer: the resolver's,
-// or SERVFAIL if it throws. Returns undefined only when nothing can be
-// answered (no readable ID).
+// FORMERR for an unreadable question) → answer. Every accepted query gets an
+// answer: the resolver's, or SERVFAIL if it throws. Returns undefined, and
+// answers nothing, for bytes shorter than a DNS header (no ID to answer) and
+// for a message with the QR bit set (a response: answering could loop).
 
 import { type Cidr, cidrContains, normalizeIp, tryParseIp } from "../../shared/config/ip.ts";
 import { rcodeText } from "../../shared/dns/codes.ts";
@@ -69,33 +70,13 @@ function nameOf(query: Uint8Array): string | undefined {
 /** Bound of the per-address ACL verdict cache (cleared when full). */
 const MAX_CACHED_VERDICTS = 4096;
 
-export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
-  const { metrics, logger } = options;
-  let inFlight = 0;
-  let waiters: (() => void)[] = [];
-  /** SERVFAILs are logged at warn, at most one line per 10 s. */
-  const servfailLog = createLogThrottle(10_000);
-
-  // The query signal per client signal (a TCP or DoT connection's), made once
-  // per connection rather than once per query.
-  const withShutdown = new WeakMap<AbortSignal, AbortSignal>();
-
-  function querySignal(clientSignal: AbortSignal | undefined): AbortSignal {
-    if (!clientSignal) return options.shutdown;
-    let signal = withShutdown.get(clientSignal);
-    if (!signal) {
-      signal = AbortSignal.any([options.shutdown, clientSignal]);
-      withShutdown.set(clientSignal, signal);
-    }
-    return signal;
-  }
-
+/** Whether an address is allowed, remembered per address for the current allow list. */
+function createAclCheck(allowList: () => readonly Cidr[]): (address: string) => boolean {
   // Verdicts per source address, for the current allow list (reload swaps it).
   let verdicts = new Map<string, boolean>();
   let verdictsFor: readonly Cidr[] | undefined;
-
-  function allowed(address: string): boolean {
-    const allow = options.allow();
+  return (address) => {
+    const allow = allowList();
     if (allow !== verdictsFor) {
       verdicts = new Map();
       verdictsFor = allow;
@@ -107,7 +88,67 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
     if (verdicts.size >= MAX_CACHED_VERDICTS) verdicts.clear();
     verdicts.set(address, verdict);
     return verdict;
+  };
+}
+
+/**
+ * The query signal per client signal (a TCP or DoT connection's): aborted by
+ * the client or at shutdown, made once per connection rather than per query.
+ */
+function createQuerySignals(shutdown: AbortSignal): (client?: AbortSignal) => AbortSignal {
+  const withShutdown = new WeakMap<AbortSignal, AbortSignal>();
+  return (client) => {
+    if (!client) return shutdown;
+    let signal = withShutdown.get(client);
+    if (!signal) {
+      signal = AbortSignal.any([shutdown, client]);
+      withShutdown.set(client, signal);
+    }
+    return signal;
+  };
+}
+
+/** The resolver's answer and its RCODE name; SERVFAIL (logged) when it throws. */
+async function resolveLogged(
+  options: QueryHandlerOptions,
+  query: Uint8Array,
+  signal: AbortSignal,
+  servfailLog: ReturnType<typeof createLogThrottle>,
+): Promise<{ answer: Uint8Array; rcode: string | undefined }> {
+  const { logger } = options;
+  try {
+    const outcome = await options.resolver().resolve(query, signal);
+    const answer = outcome.answer;
+    if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
+      const take = servfailLog.take();
+      if (take) {
+        logger.warn("servfail", {
+          name: nameOf(query),
+          route: outcome.route,
+          ...(outcome.kind === "servfail"
+            ? { error: outcome.error }
+            : { from_upstream: outcome.upstream }),
+          ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+        });
+      }
+    }
+    const known = outcome.kind === "answer" ? outcome.rcode : undefined;
+    return { answer, rcode: known === undefined ? undefined : rcodeText(known) };
+  } catch (error) {
+    logger.warn("resolve failed", { name: nameOf(query), error });
+    const ede = { code: EdeCode.OTHER, text: "internal error" };
+    return { answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede }), rcode: undefined };
   }
+}
+
+export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
+  const { metrics, logger } = options;
+  let inFlight = 0;
+  let waiters: (() => void)[] = [];
+  /** SERVFAILs are logged at warn, at most one line per 10 s. */
+  const servfailLog = createLogThrottle(10_000);
+  const querySignal = createQuerySignals(options.shutdown);
+  const allowed = createAclCheck(options.allow);
 
   function refuse(query: Uint8Array, client: ClientInfo, reason: string, started: number) {
     metrics.refused(reason);
@@ -145,33 +186,9 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
 
       inFlight++;
       metrics.inFlight(1);
-      const signal = querySignal(client.signal);
-      let answer: Uint8Array;
-      let rcode: string | undefined;
+      let resolved: Awaited<ReturnType<typeof resolveLogged>>;
       try {
-        const outcome = await options.resolver().resolve(query, signal);
-        answer = outcome.answer;
-        if (outcome.kind === "answer" && outcome.rcode !== undefined) {
-          rcode = rcodeText(outcome.rcode);
-        }
-        if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
-          const take = servfailLog.take();
-          if (take) {
-            logger.warn("servfail", {
-              name: nameOf(query),
-              route: outcome.route,
-              ...(outcome.kind === "servfail"
-                ? { error: outcome.error }
-                : { from_upstream: outcome.upstream }),
-              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-            });
-          }
-        }
-      } catch (error) {
-        logger.warn("resolve failed", { name: nameOf(query), error });
-        answer = buildErrorResponse(query, Rcode.SERVFAIL, {
-          ede: { code: EdeCode.OTHER, text: "internal error" },
-        });
+        resolved = await resolveLogged(options, query, querySignal(client.signal), servfailLog);
       } finally {
         limits.release(client.address);
         inFlight--;
@@ -182,7 +199,8 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
           for (const w of ready) w();
         }
       }
-      rcode ??= rcodeName(answer);
+      const { answer } = resolved;
+      const rcode = resolved.rcode ?? rcodeName(answer);
       const seconds = (performance.now() - started) / 1000;
       metrics.query(client.protocol, rcode, seconds);
       if (logger.level === "debug") {

@@ -18,11 +18,10 @@ import {
 import { type LoadedBlocklists, loadBlocklists } from "./blocklists.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
 import { createPluginChain } from "./exec-plugin.ts";
-import { startDohListener } from "./listeners/doh.ts";
-import { readOriginToken, startOriginListener } from "./listeners/origin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
+import { importLuaVm, type LoadLuaPolicy } from "./lua-plugin.ts";
 import {
   createRelayMetrics,
   type RelayMetrics,
@@ -65,6 +64,7 @@ function buildCore(
   logger: Logger,
   blocklists: LoadedBlocklists,
   statsd: StatsdReporter | undefined,
+  loadLua: LoadLuaPolicy | undefined,
   clock: Clock,
 ): Core {
   const built = buildTransports(config, clock);
@@ -87,19 +87,37 @@ function buildCore(
     clock,
   });
   const pluginLog = createLogThrottle(10_000);
+  const printLog = createLogThrottle(10_000);
   const plugins =
     config.plugins.entries.length > 0
-      ? createPluginChain(config.plugins, (plugin, error) => {
-          const take = pluginLog.take();
-          if (take) {
-            logger.warn("plugin failed", {
-              plugin,
-              code: error.code,
-              error: error.message,
-              ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-            });
-          }
-        })
+      ? createPluginChain(
+          config.plugins,
+          (plugin, error) => {
+            const take = pluginLog.take();
+            if (take) {
+              logger.warn("plugin failed", {
+                plugin,
+                code: error.code,
+                error: error.message,
+                ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+              });
+            }
+          },
+          {
+            ...(loadLua ? { load: loadLua } : {}),
+            // A Lua script's print(): a debugging aid, throttled like failures.
+            onPrint: (plugin, line) => {
+              const take = printLog.take();
+              if (take) {
+                logger.info("plugin print", {
+                  plugin,
+                  line,
+                  ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+                });
+              }
+            },
+          },
+        )
       : undefined;
   const resolver = createPolicyResolver(
     cached,
@@ -183,7 +201,7 @@ export async function startRelay(
         ...(statsdClock ? { clock: statsdClock } : {}),
       })
     : undefined;
-  let core = buildCore(config, logger, lists, statsd, clock);
+  let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins), clock);
   statsd?.watchPools(() => core.transports);
   const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
   const shutdownController = new AbortController();
@@ -249,10 +267,15 @@ export async function startRelay(
         }),
       );
     }
+    // The HTTP listeners load only when configured: @hono/node-server reaches
+    // for Node's fetch classes (Request, Response) as it loads, about 6 MB of
+    // idle memory a relay without DoH or origin listeners does not need.
     if (listen.doh) {
+      const { startDohListener } = await import("./listeners/doh.ts");
       listeners.push(await startDohListener({ config: listen.doh, handler, metrics, logger }));
     }
     if (listen.origin) {
+      const { readOriginToken, startOriginListener } = await import("./listeners/origin.ts");
       listeners.push(
         await startOriginListener({
           config: listen.origin,
@@ -293,7 +316,14 @@ export async function startRelay(
     },
     async reload(next) {
       // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(next, logger, await loadLists(next, logger), statsd, clock);
+      const fresh = buildCore(
+        next,
+        logger,
+        await loadLists(next, logger),
+        statsd,
+        await importLuaVm(next.plugins),
+        clock,
+      );
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});
       }

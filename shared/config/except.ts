@@ -1,5 +1,5 @@
-// Domain names in config (zones, except lists, rules) and suffix matching on
-// label boundaries: "corp.example." covers "corp.example." and
+// Domain names in config (zones, except lists, rules) and the suffix walk
+// every name set uses (shared/policy/suffix-set.ts) on label boundaries: "corp.example." covers "corp.example." and
 // "a.corp.example." but not "xcorp.example.". Case-insensitive; the trailing
 // dot is optional on both sides. A lookup walks the query name's suffixes, so
 // it costs one Set probe per label whatever the size of the list.
@@ -118,17 +118,6 @@ export function someSuffix(
   }
   return visit(".");
 }
-
-/** A set of names matched by suffix on label boundaries. */
-export function createNameSet(names: Iterable<string>): NameMatcher {
-  const set = new Set<string>();
-  for (const name of names) set.add(canonicalName(name));
-  if (set.size === 0) return { matches: () => false };
-  return { matches: (qname) => someSuffix(qname, (suffix) => set.has(suffix)) };
-}
-
-/** A route's except list: names (and everything below them) that skip the route. */
-export const createExceptMatcher: (names: Iterable<string>) => NameMatcher = createNameSet;
 
 /**
  * Reads an except file: one domain per line; "#" starts a comment (whole

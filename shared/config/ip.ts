@@ -145,6 +145,19 @@ function isV4Mapped(bytes: Uint8Array): boolean {
   return bytes[10] === 0xff && bytes[11] === 0xff;
 }
 
+/**
+ * A host as URLs and "host:port" strings write it: an IPv6 literal (the only
+ * host with a ":") in brackets, anything else as it is.
+ */
+export function bracketHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+/** "host:port", with an IPv6 host in brackets: "[::1]:53", "127.0.0.1:53", "dns.google:853". */
+export function formatHostPort(address: { readonly host: string; readonly port: number }): string {
+  return `${bracketHost(address.host)}:${address.port}`;
+}
+
 /** Dotted quad, or RFC 5952 canonical IPv6 (lower case, longest zero run as "::"). */
 export function formatIp(address: IpAddress): string {
   const b = address.bytes;

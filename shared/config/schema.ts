@@ -1,4 +1,4 @@
-// The config schema (SPEC §2–§4, §6, §8), split by concern under schema/:
+// The config schema (README, "Configuration"), split by concern under schema/:
 // one set of sections for both runtimes (upstreams, routes, cache, rules,
 // blocklists, allowlist, log) plus each runtime's own (the relay's listen/
 // allow/rate_limit/bootstrap/ecs/control/metrics/plugins/workers in
@@ -46,7 +46,12 @@ export type {
   UdpListenerConfig,
 } from "./schema/sections/listen.ts";
 export type { MetricsConfig, StatsdConfig } from "./schema/sections/metrics.ts";
-export type { PluginEntryConfig, PluginsConfig } from "./schema/sections/plugins.ts";
+export type {
+  ExecPluginEntryConfig,
+  LuaPluginEntryConfig,
+  PluginEntryConfig,
+  PluginsConfig,
+} from "./schema/sections/plugins.ts";
 export type {
   PoolConfig,
   RelayUpstreamConfig,

@@ -1,12 +1,22 @@
-// The upstream URL grammar (SPEC §2, fanout-compatible):
+// The upstream URL grammar (README, `upstreams[]`; fanout-compatible):
 //   1.2.3.4  1.2.3.4:5353  [2001:db8::1]:53  2001:db8::1  dns.example:53   → udp
 //   udp:// tcp:// tls:// quic://host[:port]
 //   https:// http:// h3://host[:port][/path]   (path defaults to /dns-query)
 // Parsed into a typed value with the default port filled in and a normalized
 // href (lower-case scheme and host, canonical IPv6, default port left out).
 
+import { DOH_PATH } from "../doh/doh-request.ts";
 import { DohEdgeError } from "../errors.ts";
-import { formatIp, isLoopbackOrPrivate, parseIpv4, parseIpv6 } from "./ip.ts";
+import {
+  bracketHost,
+  formatHostPort,
+  formatIp,
+  isLoopbackOrPrivate,
+  parseIpv4,
+  parseIpv6,
+} from "./ip.ts";
+
+export { formatHostPort };
 
 export const UPSTREAM_PROTOCOLS = ["udp", "tcp", "tls", "https", "http", "h3", "quic"] as const;
 export type UpstreamProtocol = (typeof UPSTREAM_PROTOCOLS)[number];
@@ -23,15 +33,13 @@ export const DEFAULT_PORTS: Readonly<Record<UpstreamProtocol, number>> = {
   quic: 853,
 };
 
-export const DEFAULT_DOH_PATH = "/dns-query";
-
 export interface UpstreamUrl {
   readonly protocol: UpstreamProtocol;
   /** Lower-case name without a trailing dot, dotted quad, or canonical IPv6 without brackets. */
   readonly host: string;
   readonly hostKind: HostKind;
   readonly port: number;
-  /** DoH only (https, http, h3): path plus any query string; "/dns-query" when none is written. */
+  /** DoH only (https, http, h3): path plus any query string; DOH_PATH when none is written. */
   readonly path?: string;
   /** Normalized form: scheme://host[:port][path], the port only when not the default. */
   readonly href: string;
@@ -120,7 +128,7 @@ export function parseUpstreamUrl(text: string): UpstreamUrl {
 
   let path: string | undefined;
   if (isDohProtocol(protocol)) {
-    if (pathText === "") path = DEFAULT_DOH_PATH;
+    if (pathText === "") path = DOH_PATH;
     else {
       if (pathText.startsWith("?")) path = `/${pathText}`;
       else path = pathText;
@@ -157,7 +165,7 @@ function build(
   path: string | undefined,
 ): UpstreamUrl {
   const port = where.port ?? DEFAULT_PORTS[protocol];
-  const hostText = where.hostKind === "ipv6" ? `[${where.host}]` : where.host;
+  const hostText = bracketHost(where.host);
   const portText = port === DEFAULT_PORTS[protocol] ? "" : `:${port}`;
   const href = `${protocol}://${hostText}${portText}${path ?? ""}`;
   const url: UpstreamUrl = { protocol, host: where.host, hostKind: where.hostKind, port, href };
@@ -270,27 +278,17 @@ export function parseHostPort(
   if (/[\s/?#@]/.test(text)) throw fail('expected "host:port"');
   let input = text;
   if (options.emptyHost !== undefined && text.startsWith(":") && !text.startsWith("::")) {
-    const bracket = options.emptyHost.includes(":");
-    input = `${bracket ? `[${options.emptyHost}]` : options.emptyHost}${text}`;
+    input = `${bracketHost(options.emptyHost)}${text}`;
   }
   const where = splitHostPort(input, false);
   if ("why" in where) throw fail(where.why);
   if (where.port === undefined) {
     if (options.defaultPort === undefined) {
-      throw fail(
-        `missing port (write e.g. "${where.hostKind === "ipv6" ? `[${where.host}]` : where.host}:53")`,
-      );
+      throw fail(`missing port (write e.g. "${formatHostPort({ host: where.host, port: 53 })}")`);
     }
     return { host: where.host, hostKind: where.hostKind, port: options.defaultPort };
   }
   return { host: where.host, hostKind: where.hostKind, port: where.port };
-}
-
-/** Formats host and port the way a URL or a socket address string wants it. */
-export function formatHostPort(address: HostPort): string {
-  return address.hostKind === "ipv6"
-    ? `[${address.host}]:${address.port}`
-    : `${address.host}:${address.port}`;
 }
 
 const PRIVATE_NAME_SUFFIXES = [".localhost", ".home.arpa", ".internal", ".local", ".lan"];

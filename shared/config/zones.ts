@@ -1,16 +1,11 @@
-// Route lookup by zone (SPEC §3): the longest matching zone wins; a name on
+// Route lookup by zone (README, `routes[]`): the longest matching zone wins; a name on
 // that route's except list skips it and falls to the next candidate — another
 // route declared for the same zone first, then the next-longer parent zone.
 // "." matches every name. One Map probe per label of the query name, up to
 // the deepest configured zone.
 
-import {
-  canonicalName,
-  createExceptMatcher,
-  labelCount,
-  type NameMatcher,
-  someSuffix,
-} from "./except.ts";
+import { createSuffixSet } from "../policy/suffix-set.ts";
+import { canonicalName, labelCount, type NameMatcher, someSuffix } from "./except.ts";
 
 /** What the table needs from a route: its zones and, optionally, its except list. */
 export interface RoutableRoute {
@@ -76,5 +71,5 @@ export function createRouteTable<R extends RoutableRoute>(routes: readonly R[]):
 function toMatcher(except: RoutableRoute["except"]): NameMatcher | undefined {
   if (except === undefined) return undefined;
   if ("matches" in except) return except;
-  return except.length === 0 ? undefined : createExceptMatcher(except);
+  return except.length === 0 ? undefined : createSuffixSet(except);
 }

@@ -7,6 +7,8 @@ import { namesEqual, nameToText, readName, skipName } from "./names.ts";
 import { DnsWireError, guarded } from "./wire-error.ts";
 
 export const MAX_MESSAGE_SIZE = 65535;
+/** The UDP payload size we advertise in OPT records we write (DNS flag day 2020). */
+export const EDNS_UDP_SIZE = 1232;
 export const HEADER_SIZE = 12;
 const OPT = 41;
 

@@ -2,6 +2,7 @@
 // probes, bootstrap lookups). Raw bytes: no codec needed for a question.
 
 import { DohEdgeError } from "../errors.ts";
+import { EDNS_UDP_SIZE } from "./message.ts";
 
 export class NameSyntaxError extends DohEdgeError {
   readonly code = "bad_name";
@@ -81,7 +82,7 @@ export function buildQuery(
     // root name, TYPE OPT, CLASS = UDP size, TTL = ext-rcode/version/flags, RDLEN 0
     out[o] = 0;
     view.setUint16(o + 1, 41);
-    view.setUint16(o + 3, options.ednsUdpSize ?? 1232);
+    view.setUint16(o + 3, options.ednsUdpSize ?? EDNS_UDP_SIZE);
     view.setUint32(o + 5, options.dnssecOk ? 0x8000 : 0);
     view.setUint16(o + 9, 0);
   }

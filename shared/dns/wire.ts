@@ -6,6 +6,7 @@ import { copyBytes } from "./bytes.ts";
 import { EDE_OPTION_CODE, Rcode, RrType } from "./codes.ts";
 import {
   checkSize,
+  EDNS_UDP_SIZE,
   ednsOf,
   findOpt,
   HEADER_SIZE,
@@ -23,6 +24,7 @@ import { DnsWireError, guarded } from "./wire-error.ts";
 
 export { EDE_OPTION_CODE, EdeCode, Rcode, RrType, rrTypeFromName, rrTypeName } from "./codes.ts";
 export {
+  EDNS_UDP_SIZE,
   type Edns,
   type EdnsOption,
   findOpt,
@@ -46,8 +48,6 @@ export {
 export { MAX_NAME_LENGTH, nameToText } from "./names.ts";
 export { DnsWireError, type DnsWireErrorCode } from "./wire-error.ts";
 
-/** The UDP payload size we advertise in OPT records we write (DNS flag day 2020). */
-export const EDNS_UDP_SIZE = 1232;
 /** Longest EDE EXTRA-TEXT we write, in UTF-8 bytes. */
 export const MAX_EDE_TEXT = 1024;
 
@@ -232,7 +232,7 @@ function queryEdns(query: Uint8Array) {
 /**
  * An error response to `query`: ID, opcode, RD, CD and the first question kept;
  * QR=1, RA=1, AA=0; no records. When the query had EDNS the response carries an
- * OPT (UDP size 1232, DO copied, version 0) with the extended RCODE bits and
+ * OPT (UDP size EDNS_UDP_SIZE, DO copied, version 0) with the extended RCODE bits and
  * the EDE option if given. A query whose question cannot be read (but has a
  * header) gets a header-only response with QDCOUNT 0, e.g. for FORMERR.
  * Throws DnsWireError for a query under 12 bytes, for an RCODE outside 0-4095,

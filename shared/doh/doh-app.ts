@@ -1,17 +1,22 @@
 // The DoH HTTP surface (RFC 8484 + JSON API), as a Hono app both fronts
-// serve: the edge worker directly, the relay's DoH listener through Node.
+// serve: the edge worker directly, the relay's DoH listener through
+// @hono/node-server. What differs per runtime comes in as a port: how to
+// learn the client's address (Hono's GetConnInfo).
 
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import type { GetConnInfo } from "hono/conninfo";
 import { cors } from "hono/cors";
 import { padAnswerFor } from "../dns/edns-options.ts";
 import { buildErrorResponse, EdeCode, minTtl, Rcode, readRcode } from "../dns/wire.ts";
-import { DNS_JSON, DNS_MESSAGE, readDohRequest, readJsonQuery } from "./doh-request.ts";
+import { DNS_JSON, DNS_MESSAGE, DOH_PATH, readDohRequest, readJsonQuery } from "./doh-request.ts";
 import { toJsonAnswer } from "./json-answer.ts";
 
 export interface DohResolveContext {
   /** Aborted when the client goes away. */
   signal: AbortSignal;
   request: Request;
+  /** The client's IP address, when the runtime's getConnInfo knows it. */
+  clientAddress: string | undefined;
 }
 
 export interface DohAppOptions {
@@ -19,6 +24,12 @@ export interface DohAppOptions {
   resolve(query: Uint8Array, context: DohResolveContext): Promise<Uint8Array>;
   /** Reports an unexpected error (the client still gets SERVFAIL). */
   onError?(error: unknown, request: Request): void;
+  /** Where wire-format DoH is served; DOH_PATH ("/dns-query") by default. */
+  path?: string;
+  /** The runtime's connection info (the relay's: @hono/node-server/conninfo). */
+  getConnInfo?: GetConnInfo;
+  /** How long a POST body may take to arrive (408 after); unbounded when unset. */
+  bodyTimeoutMs?: number;
 }
 
 const text = (body: string, status: number) =>
@@ -46,9 +57,12 @@ export function createDohApp(options: DohAppOptions): Hono {
     }),
   );
 
-  const answer = async (query: Uint8Array, request: Request): Promise<Uint8Array> => {
+  const path = options.path ?? DOH_PATH;
+  const answer = async (query: Uint8Array, c: Context): Promise<Uint8Array> => {
+    const request = c.req.raw;
     try {
-      return await options.resolve(query, { signal: request.signal, request });
+      const clientAddress = options.getConnInfo?.(c).remote.address;
+      return await options.resolve(query, { signal: request.signal, request, clientAddress });
     } catch (error) {
       options.onError?.(error, request);
       return buildErrorResponse(query, Rcode.SERVFAIL, {
@@ -57,13 +71,9 @@ export function createDohApp(options: DohAppOptions): Hono {
     }
   };
 
-  const respond = async (
-    c: { req: { raw: Request } },
-    parsed: Awaited<ReturnType<typeof readDohRequest>>,
-  ) => {
-    const request = c.req.raw;
+  const respond = async (c: Context, parsed: Awaited<ReturnType<typeof readDohRequest>>) => {
     if (!parsed.ok) return text(parsed.message, parsed.status);
-    const response = await answer(parsed.value.query, request);
+    const response = await answer(parsed.value.query, c);
     const ttl = cacheLifetime(response);
     const headers = { "cache-control": `max-age=${ttl}` };
     if (parsed.value.format === "json") {
@@ -78,11 +88,13 @@ export function createDohApp(options: DohAppOptions): Hono {
     });
   };
 
-  app.on(["GET", "POST"], "/dns-query", async (c) => respond(c, await readDohRequest(c.req.raw)));
-  app.all("/dns-query", () => text("method not allowed: use GET or POST", 405));
+  app.on(["GET", "POST"], path, async (c) =>
+    respond(c, await readDohRequest(c.req.raw, options.bodyTimeoutMs)),
+  );
+  app.all(path, () => text("method not allowed: use GET or POST", 405));
   app.get("/resolve", async (c) => respond(c, readJsonQuery(new URL(c.req.url))));
   app.all("/resolve", () => text("method not allowed: use GET", 405));
   app.get("/healthz", () => text("ok", 200));
-  app.notFound(() => text("not found: DoH is served at /dns-query", 404));
+  app.notFound(() => text(`not found: DoH is served at ${path}`, 404));
   return app;
 }

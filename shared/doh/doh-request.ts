@@ -3,28 +3,39 @@
 // error. HTTP errors only for HTTP problems; DNS problems are answered in DNS.
 
 import { buildQuery, NameSyntaxError } from "../dns/query.ts";
-import { MAX_MESSAGE_SIZE, readHeader, rrTypeFromName } from "../dns/wire.ts";
+import { EDNS_UDP_SIZE, MAX_MESSAGE_SIZE, readHeader, rrTypeFromName } from "../dns/wire.ts";
 import { decodeBase64Url } from "./base64url.ts";
+import { readBoundedBody } from "./bounded-body.ts";
 
 export const DNS_MESSAGE = "application/dns-message";
 export const DNS_JSON = "application/dns-json";
+/** Where DoH is served (RFC 8484 §3's example path, used by every public resolver). */
+export const DOH_PATH = "/dns-query";
 
 export type DohQuery =
   | { format: "wire"; query: Uint8Array }
   | { format: "json"; query: Uint8Array; name: string; type: number };
 
+type HttpError = 400 | 405 | 408 | 413 | 415;
+
 export type DohRequestResult =
   | { ok: true; value: DohQuery }
-  | { ok: false; status: 400 | 405 | 413 | 415; message: string };
+  | { ok: false; status: HttpError; message: string };
 
-const fail = (status: 400 | 405 | 413 | 415, message: string): DohRequestResult => ({
+const fail = (status: HttpError, message: string): DohRequestResult => ({
   ok: false,
   status,
   message,
 });
 
-/** Reads a DoH request on the dns-query path (GET ?dns=, POST body, or JSON when asked). */
-export async function readDohRequest(request: Request): Promise<DohRequestResult> {
+/**
+ * Reads a DoH request on the dns-query path (GET ?dns=, POST body, or JSON
+ * when asked). A POST body must arrive within `bodyTimeoutMs` when given (408).
+ */
+export async function readDohRequest(
+  request: Request,
+  bodyTimeoutMs?: number,
+): Promise<DohRequestResult> {
   const url = new URL(request.url);
   if (request.method === "GET" || request.method === "HEAD") {
     const dns = url.searchParams.get("dns");
@@ -43,7 +54,14 @@ export async function readDohRequest(request: Request): Promise<DohRequestResult
   if (request.method === "POST") {
     const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== DNS_MESSAGE) return fail(415, `content-type must be ${DNS_MESSAGE}`);
-    const body = await readBody(request, MAX_MESSAGE_SIZE);
+    const deadline = bodyTimeoutMs === undefined ? undefined : AbortSignal.timeout(bodyTimeoutMs);
+    let body: Uint8Array | "too_large";
+    try {
+      body = await readBoundedBody(request, MAX_MESSAGE_SIZE, deadline);
+    } catch (error) {
+      if (deadline?.aborted) return fail(408, "request body not received in time");
+      throw error;
+    }
     if (body === "too_large") return fail(413, "body larger than 65535 bytes");
     return checkWireQuery(body);
   }
@@ -68,7 +86,7 @@ export function readJsonQuery(url: URL): DohRequestResult {
     const query = buildQuery(fqdn, type, {
       dnssecOk: flag("do"),
       checkingDisabled: flag("cd"),
-      ednsUdpSize: 1232,
+      ednsUdpSize: EDNS_UDP_SIZE,
     });
     return { ok: true, value: { format: "json", query, name: fqdn, type } };
   } catch (error) {
@@ -88,31 +106,4 @@ function checkWireQuery(bytes: Uint8Array): DohRequestResult {
   if (header.qr) return fail(400, "not a DNS query: QR bit set");
   if (header.qdcount !== 1) return fail(400, "not a DNS query: expected one question");
   return { ok: true, value: { format: "wire", query: bytes } };
-}
-
-/** Reads at most `limit` bytes of a body without buffering more than that. */
-async function readBody(request: Request, limit: number): Promise<Uint8Array | "too_large"> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > limit) return "too_large";
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return "too_large";
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }

@@ -33,6 +33,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 const fail = (why: string) => new PluginOutputError(why);
 
+/** What a failed plugin decides, per plugins.on_error. */
+export function onErrorDecision(
+  onError: "forward" | "block" | "servfail",
+): Decision | { action: "servfail" } {
+  if (onError === "block") return { action: "block", with: "nxdomain", source: "rule" };
+  if (onError === "servfail") return { action: "servfail" };
+  return { action: "pass" };
+}
+
 /** The decision a plugin's parsed JSON output stands for. */
 export function decisionFromPluginOutput(output: unknown): Decision | PluginOutputError {
   if (!isObject(output)) return fail("output is not a JSON object");

@@ -1,7 +1,8 @@
-// The policy decision for one question (SPEC §4): rules first, in order,
-// first match wins; then the block lists unless the allowlist exempts the
-// name (or a parent). BalanceDNS's actions: block, local_data, rewrite,
-// forward; "pass" lets the query through to the cache and the routes.
+// The policy decision for one question (README, "`cache`, `rules`,
+// `blocklists`, `allowlist`"): rules first, in order, first match wins; then
+// the block lists unless the allowlist exempts the name (or a parent).
+// BalanceDNS's actions: block, local_data, rewrite, forward; "pass" lets the
+// query through to the cache and the routes.
 
 import type { RuleConfig } from "../config/schema.ts";
 import { rrTypeName } from "../dns/codes.ts";

@@ -4,6 +4,7 @@
 
 import { type DnsPacket, type DnsRecord, decodeMessage, encodeMessage } from "../dns/codec.ts";
 import { EDE_OPTION_CODE, EdeCode, Rcode } from "../dns/codes.ts";
+import { EDNS_UDP_SIZE } from "../dns/wire.ts";
 
 export interface LocalData {
   ips: string[];
@@ -32,7 +33,7 @@ function optFor(query: DnsPacket, options: { code: number; data: Uint8Array }[] 
     {
       name: ".",
       type: "OPT",
-      udpPayloadSize: opt.udpPayloadSize ?? 1232,
+      udpPayloadSize: opt.udpPayloadSize ?? EDNS_UDP_SIZE,
       flags: (opt.flags ?? 0) & 0x8000,
       options,
     },

@@ -2,6 +2,7 @@
 // (except lists), then the route's race over its upstreams. Transports are
 // injected: each runtime builds the Upstreams it can speak.
 
+import { formatHostPort } from "../config/ip.ts";
 import type { RouteConfig, UpstreamConfig } from "../config/schema.ts";
 import { createRouteTable } from "../config/zones.ts";
 import { forUpstream, fromUpstream } from "../dns/edns-options.ts";
@@ -173,9 +174,9 @@ export function createResolver(options: ResolverOptions): RoutingResolver {
               ? createDnsProbe({ name: check.query.name, type: check.query.qtype, random })
               : createHttpProbe({
                   url: (u) => {
-                    const host = byName.get(u.name)?.url;
-                    const literal = host?.hostKind === "ipv6" ? `[${host.host}]` : host?.host;
-                    return `http://${literal}:${check.port}${check.path}`;
+                    // Every member is a configured upstream: byName has it.
+                    const host = byName.get(u.name)!.url.host;
+                    return `http://${formatHostPort({ host, port: check.port })}${check.path}`;
                   },
                   ...(options.fetch ? { fetch: options.fetch } : {}),
                 }),

@@ -1,8 +1,8 @@
-// Rules and block lists in front of the cache (SPEC §4): the policy decides
-// per question, then (for names it lets through) the programmable hook; block
-// and local_data are answered here, rewrite asks the inner resolver for
-// another name/type and returns that under the asked name, forward goes
-// straight to a named route.
+// Rules and block lists in front of the cache (docs/architecture.md, "Policy"):
+// the policy decides per question, then (for names it lets through) the
+// programmable hook; block and local_data are answered here, rewrite asks
+// the inner resolver for another name/type and returns that under the asked
+// name, forward goes straight to a named route.
 
 import { buildErrorResponse, EdeCode, type Question, Rcode, readQuestion } from "../dns/wire.ts";
 import { UpstreamError } from "../engine/errors.ts";

@@ -5,6 +5,7 @@
 import { padQuery } from "../dns/edns-options.ts";
 import { MAX_MESSAGE_SIZE, readId, setId, withId } from "../dns/wire.ts";
 import { encodeBase64Url } from "../doh/base64url.ts";
+import { readBoundedBody } from "../doh/bounded-body.ts";
 import { DNS_MESSAGE } from "../doh/doh-request.ts";
 import { abortedBy, toUpstreamError, UpstreamError } from "../engine/errors.ts";
 import { type Upstream, unsendable } from "../engine/upstream.ts";
@@ -96,17 +97,13 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 async function readBounded(response: Response, name: string): Promise<Uint8Array> {
-  const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > MAX_MESSAGE_SIZE) {
-    throw new UpstreamError("malformed_answer", name, `${name}: answer larger than 65535 bytes`);
-  }
-  let bytes: Uint8Array;
+  let bytes: Uint8Array | "too_large";
   try {
-    bytes = new Uint8Array(await response.arrayBuffer());
+    bytes = await readBoundedBody(response, MAX_MESSAGE_SIZE);
   } catch (error) {
     throw new UpstreamError("read", name, `${name}: ${describe(error)}`, { cause: error });
   }
-  if (bytes.length > MAX_MESSAGE_SIZE) {
+  if (bytes === "too_large") {
     throw new UpstreamError("malformed_answer", name, `${name}: answer larger than 65535 bytes`);
   }
   return bytes;

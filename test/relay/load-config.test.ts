@@ -35,7 +35,7 @@ async function loadError(path: string): Promise<ConfigError> {
 }
 
 describe("loadRelayConfig", () => {
-  it("loads the SPEC §8 example", async () => {
+  it("loads the every-section example", async () => {
     const { config, warnings } = await loadRelayConfig(write("relay.yaml", SPEC_EXAMPLE));
     expect(warnings).toEqual([]);
     expect(config.upstreams.map((u) => u.name)).toEqual(["edge", "quad9", "adguard"]);

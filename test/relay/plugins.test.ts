@@ -142,7 +142,9 @@ describe("plugins config", () => {
     }).config;
     expect(config.plugins).toEqual({
       on_error: "forward",
-      entries: [{ name: "go", path: "/opt/p", args: [], mode: "per_query", timeout: 10 }],
+      entries: [
+        { runtime: "exec", name: "go", path: "/opt/p", args: [], mode: "per_query", timeout: 10 },
+      ],
     });
     expect(() =>
       parseRelayConfig({ ...base, plugins: { entries: [{ name: "x", path: "p" }] } }),

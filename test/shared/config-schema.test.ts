@@ -33,7 +33,7 @@ const withRoute = (route: Record<string, unknown>, upstreams = one.upstreams) =>
 const many = (n: number, scheme = "udp://10.0.0.") =>
   Array.from({ length: n }, (_, i) => ({ name: `u${i}`, url: `${scheme}${i + 1}` }));
 
-describe("the SPEC §8 example", () => {
+describe("the every-section example", () => {
   const { config, warnings } = parseRelayConfig(parseYaml(SPEC_EXAMPLE));
 
   it("parses without warnings", () => {
@@ -87,7 +87,7 @@ describe("the SPEC §8 example", () => {
   });
 });
 
-describe("defaults (SPEC §3)", () => {
+describe("defaults", () => {
   const { config } = parseRelayConfig({ ...one, routes: [{ upstreams: ["a"] }] });
   const route = config.routes[0]!;
 
@@ -760,7 +760,7 @@ describe("the edge worker", () => {
     );
   });
 
-  it("parses the SPEC example's shared sections with a relay for the non-DoH upstreams", () => {
+  it("parses the every-section example's shared sections with a relay for the non-DoH upstreams", () => {
     const spec = parseYaml(SPEC_EXAMPLE) as Record<string, unknown>;
     const { listen: _l, allow: _a, ...shared } = spec;
     const upstreams = (spec.upstreams as Record<string, unknown>[]).map(

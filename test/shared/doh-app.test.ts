@@ -236,3 +236,35 @@ describe("DoH app JSON API", () => {
     ).toMatchObject({ Answer: [{ data: "2001:db8::1" }] });
   });
 });
+
+describe("DoH app options", () => {
+  it("serves DoH at the configured path only", async () => {
+    const app = createDohApp({ path: "/secret-q", resolve: async (q) => answer(q) });
+    const dns = encodeBase64Url(query);
+    expect((await app.request(`${base}/secret-q?dns=${dns}`)).status).toBe(200);
+    const elsewhere = await app.request(`${base}/dns-query?dns=${dns}`);
+    expect(elsewhere.status).toBe(404);
+    expect(await elsewhere.text()).toContain("/secret-q");
+  });
+
+  it("hands resolve the address its runtime's getConnInfo reports, not a header", async () => {
+    const seen: (string | undefined)[] = [];
+    const app = createDohApp({
+      getConnInfo: (c) => ({ remote: { address: c.env.peer, addressType: "IPv4" } }),
+      resolve: async (q, context) => {
+        seen.push(context.clientAddress);
+        return answer(q);
+      },
+    });
+    const url = `${base}/dns-query?dns=${encodeBase64Url(query)}`;
+    const spoofed = { headers: { "x-forwarded-for": "10.9.9.9", "x-real-ip": "10.9.9.9" } };
+    await app.request(url, spoofed, { peer: "192.0.2.7" });
+    await createDohApp({
+      resolve: async (q, context) => {
+        seen.push(context.clientAddress);
+        return answer(q);
+      },
+    }).request(url);
+    expect(seen).toEqual(["192.0.2.7", undefined]);
+  });
+});

@@ -43,6 +43,23 @@ describe("RFC 8484 request reading", () => {
     expect(await readDohRequest(post(query, ""))).toMatchObject({ status: 415 });
   });
 
+  it("answers 408 for a POST body that does not arrive within bodyTimeoutMs", async () => {
+    const stalled = new ReadableStream({
+      start(controller) {
+        controller.enqueue(query.subarray(0, 6)); // and the rest never comes
+      },
+    });
+    const request = new Request(base, {
+      method: "POST",
+      body: stalled,
+      headers: { "content-type": "application/dns-message" },
+      // @ts-expect-error Node's fetch needs duplex for a streamed body
+      duplex: "half",
+    });
+    expect(await readDohRequest(request, 50)).toMatchObject({ ok: false, status: 408 });
+    expect(await readDohRequest(post(query), 50)).toMatchObject({ ok: true });
+  });
+
   it("answers 413 for a body over 65,535 bytes, declared or streamed", async () => {
     expect(await readDohRequest(post(new Uint8Array(65536)))).toMatchObject({ status: 413 });
     const stream = new ReadableStream({

@@ -1,16 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  createExceptMatcher,
-  createNameSet,
   DomainNameError,
   ExceptFileError,
   normalizeDomainName,
   parseExceptFile,
 } from "../../shared/config/except.ts";
+import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
-describe("except matching", () => {
-  const except = createExceptMatcher(["corp.example."]);
+describe("suffix set (except lists, block and allow lists, rules)", () => {
+  const except = createSuffixSet(["corp.example."]);
 
   it("matches the name itself and names below it", () => {
     expect(except.matches("corp.example.")).toBe(true);
@@ -27,23 +26,23 @@ describe("except matching", () => {
 
   it("ignores case and an absent trailing dot on either side", () => {
     expect(except.matches("A.Corp.EXAMPLE")).toBe(true);
-    expect(createNameSet(["Corp.Example"]).matches("a.corp.example.")).toBe(true);
-    expect(createNameSet(["corp.example"]).matches("corp.example")).toBe(true);
+    expect(createSuffixSet(["Corp.Example"]).matches("a.corp.example.")).toBe(true);
+    expect(createSuffixSet(["corp.example"]).matches("corp.example")).toBe(true);
   });
 
   it("lets the root cover every name", () => {
-    const all = createNameSet(["."]);
+    const all = createSuffixSet(["."]);
     expect(all.matches("anything.example.")).toBe(true);
     expect(all.matches(".")).toBe(true);
   });
 
   it("matches nothing when empty", () => {
-    expect(createNameSet([]).matches("example.")).toBe(false);
-    expect(createNameSet([]).matches(".")).toBe(false);
+    expect(createSuffixSet([]).matches("example.")).toBe(false);
+    expect(createSuffixSet([]).matches(".")).toBe(false);
   });
 
   it("does not split a label at an escaped dot", () => {
-    const set = createNameSet(["b.example."]);
+    const set = createSuffixSet(["b.example."]);
     expect(set.matches("a.b.example.")).toBe(true);
     expect(set.matches("a\\.b.example.")).toBe(false);
   });
@@ -58,7 +57,7 @@ describe("except matching", () => {
           const s = n.toLowerCase();
           return q === s || q.endsWith(`.${s}`);
         });
-        expect(createNameSet(names).matches(qname)).toBe(naive);
+        expect(createSuffixSet(names).matches(qname)).toBe(naive);
       }),
     );
   });

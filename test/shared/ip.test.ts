@@ -1,9 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  bracketHost,
   CidrError,
   cidrContains,
   formatCidr,
+  formatHostPort,
   formatIp,
   IpAddressError,
   isLoopbackOrPrivate,
@@ -222,4 +224,23 @@ describe("isLoopbackOrPrivate", () => {
       expect(isLoopbackOrPrivate(parseIp(text))).toBe(false);
     },
   );
+});
+
+describe("bracketHost and formatHostPort", () => {
+  it("brackets IPv6 literals only, as URLs and host:port strings write them", () => {
+    expect(bracketHost("::1")).toBe("[::1]");
+    expect(bracketHost("2001:db8::53")).toBe("[2001:db8::53]");
+    expect(bracketHost("127.0.0.1")).toBe("127.0.0.1");
+    expect(bracketHost("dns.google")).toBe("dns.google");
+    expect(formatHostPort({ host: "::1", port: 853 })).toBe("[::1]:853");
+    expect(formatHostPort({ host: "192.0.2.1", port: 53 })).toBe("192.0.2.1:53");
+  });
+
+  it("writes what URL parsing reads back", () => {
+    for (const host of ["::1", "fe80::1:2", "10.0.0.1", "relay.lan"]) {
+      const url = new URL(`https://${formatHostPort({ host, port: 8443 })}/dns-query`);
+      expect(url.port).toBe("8443");
+      expect(url.hostname.replace(/^\[|\]$/g, "")).toBe(host);
+    }
+  });
 });

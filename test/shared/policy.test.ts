@@ -41,6 +41,14 @@ describe("suffix set", () => {
     expect(set.matches("tracker.test.other")).toBe(false);
     expect(set.size).toBe(2);
   });
+
+  it("is the except lists' set: no split at an escaped dot, and the root covers every name", () => {
+    // readQuestion writes a dot inside a label as "\.": "x\.ads" is one label.
+    expect(createSuffixSet(["ads.example"]).matches("x\\.ads.example")).toBe(false);
+    expect(createSuffixSet(["ads.example"]).matches("x\\.y.ads.example")).toBe(true);
+    expect(createSuffixSet(["."]).matches("any.name.test")).toBe(true);
+    expect(createSuffixSet([]).matches(".")).toBe(false);
+  });
 });
 
 describe("block list parsing", () => {

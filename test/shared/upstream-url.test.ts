@@ -8,7 +8,7 @@ import {
   UpstreamUrlError,
 } from "../../shared/config/upstream-url.ts";
 
-describe("parseUpstreamUrl: every form of SPEC §2, with default ports", () => {
+describe("parseUpstreamUrl: every form README `upstreams[]` lists, with default ports", () => {
   it.each([
     ["1.2.3.4", "udp", "1.2.3.4", "ipv4", 53],
     ["1.2.3.4:5353", "udp", "1.2.3.4", "ipv4", 5353],

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createNameSet } from "../../shared/config/except.ts";
 import { parseRelayConfig } from "../../shared/config/schema.ts";
 import { createRouteTable } from "../../shared/config/zones.ts";
+import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
 
 interface TestRoute {
   id: string;
@@ -104,7 +104,7 @@ describe("createRouteTable", () => {
 
   it("accepts a ready except matcher", () => {
     const table = createRouteTable([
-      { id: "corp", zones: ["corp.example."], except: createNameSet(["skip.corp.example."]) },
+      { id: "corp", zones: ["corp.example."], except: createSuffixSet(["skip.corp.example."]) },
       { id: "root", zones: ["."] },
     ]);
     expect(table.match("skip.corp.example.")?.route.id).toBe("root");

@@ -2,10 +2,13 @@
 // except_file and resolv.conf (`file:`) upstream entry → validate again with
 // the resolv.conf nameservers expanded into udp upstreams, so routes may name
 // them. Relative file paths are resolved against the config file's folder.
+// Lua policy scripts (plugins.entries[] with runtime: lua) are read and
+// loaded once here, so --check, startup and SIGHUP refuse a script that does
+// not compile, fails or runs away at its top level, or defines no handle().
 // Every failure is a ConfigError with a one-line message.
 
 import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { parseExceptFile } from "../../../shared/config/except.ts";
 import { formatIp, parseIp } from "../../../shared/config/ip.ts";
@@ -14,10 +17,12 @@ import {
   type ConfigPathSegment,
   type ConfigProblem,
   type ParsedConfig,
+  type PluginsConfig,
   parseRelayConfig,
   type RelayConfig,
 } from "../../../shared/config/schema.ts";
 import { DohEdgeError } from "../../../shared/errors.ts";
+import { importLuaVm } from "../lua-plugin.ts";
 
 export class ResolvConfError extends DohEdgeError {
   readonly code = "bad_resolv_conf";
@@ -72,7 +77,33 @@ export async function loadRelayConfig(path: string): Promise<ParsedConfig<RelayC
       ? route
       : { ...route, except: [...new Set([...route.except, ...extra])] };
   });
-  return { config: { ...result.config, routes }, warnings: first.warnings };
+  const plugins = await loadLuaScripts(result.config.plugins, base);
+  return { config: { ...result.config, routes, plugins }, warnings: first.warnings };
+}
+
+/** Lua entries with their path made absolute, each script read and loaded once to refuse a bad one. */
+async function loadLuaScripts(plugins: PluginsConfig, base: string): Promise<PluginsConfig> {
+  const loadLuaPolicy = await importLuaVm(plugins);
+  if (!loadLuaPolicy) return plugins;
+  const problems: ConfigProblem[] = [];
+  const entries = await Promise.all(
+    plugins.entries.map(async (entry, i) => {
+      if (entry.runtime !== "lua") return entry;
+      const at = ["plugins", "entries", i, "path"];
+      const path = resolve(base, entry.path);
+      try {
+        loadLuaPolicy(await readText(path, at), {
+          name: basename(path),
+          maxInstructions: entry.max_instructions,
+        });
+      } catch (error) {
+        problems.push(asProblem(error, at));
+      }
+      return { ...entry, path };
+    }),
+  );
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...plugins, entries };
 }
 
 interface Expansion {

@@ -4,6 +4,7 @@
 
 import { createSocket, type Socket } from "node:dgram";
 import type { Server } from "node:net";
+import { formatHostPort } from "../../../shared/config/ip.ts";
 import type { HostPort } from "../../../shared/config/upstream-url.ts";
 
 export async function listenOn(
@@ -19,8 +20,7 @@ export async function listenOn(
     });
   });
   const bound = server.address() as { address: string; port: number; family: string };
-  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
-  return { address: `${host}:${bound.port}`, port: bound.port };
+  return { address: formatHostPort({ host: bound.address, port: bound.port }), port: bound.port };
 }
 
 let probe: Promise<boolean> | undefined;

@@ -15,7 +15,7 @@ import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueryHandler } from "../query-handler.ts";
 import { listenOn } from "./bind.ts";
-import { createPending } from "./pending.ts";
+import { createPending, type Pending } from "./pending.ts";
 import type { Listener } from "./udp.ts";
 
 export interface StreamListenerOptions {
@@ -28,84 +28,25 @@ export interface StreamListenerOptions {
 }
 
 export async function startStreamListener(options: StreamListenerOptions): Promise<Listener> {
-  const { config, handler, metrics, logger, protocol } = options;
-  // RFC 8467: DoT answers are padded for clients that pad; plain TCP never.
-  const encrypted = protocol === "dot";
+  const { config, logger, protocol } = options;
   const sockets = new Set<Socket>();
   let stopped = false;
-  const pending = createPending();
-
+  const context: ConnectionContext = {
+    ...options,
+    // RFC 8467: DoT answers are padded for clients that pad; plain TCP never.
+    encrypted: protocol === "dot",
+    pending: createPending(),
+    stopped: () => stopped,
+  };
   const onConnection = (socket: Socket) => {
     sockets.add(socket);
-    metrics.connection(protocol, 1);
-    const client = new AbortController();
-    const reader = createFrameReader();
-    let inFlight = 0;
-    let received = 0;
-    let ending = false;
-    let partialTimer: ReturnType<typeof setTimeout> | undefined;
-    const limit = config.max_queries_per_connection;
-    socket.setNoDelay(true);
-    socket.setTimeout(config.idle_timeout);
-    socket.on("timeout", () => {
-      if (inFlight === 0) socket.destroy();
-    });
-    const maybeEnd = () => {
-      if (ending && inFlight === 0) socket.end();
-    };
-    socket.on("data", (chunk) => {
-      if (ending) return;
-      let messages: Uint8Array[];
-      try {
-        messages = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
-      } catch {
-        socket.destroy();
-        return;
-      }
-      for (const query of messages) {
-        if (query.length === 0 || stopped) {
-          ending = true;
-          break;
-        }
-        received++;
-        inFlight++;
-        pending.add();
-        handler
-          .handle(query, { address: socket.remoteAddress ?? "", protocol, signal: client.signal })
-          .then((answer) => {
-            if (answer && !socket.destroyed && socket.writable) {
-              socket.write(frameMessage(encrypted ? padAnswerFor(query, answer) : answer));
-            } else if (!answer) metrics.dropped(protocol, "unanswerable");
-          })
-          .catch((error) => logger.error(`${protocol} query failed`, { error }))
-          .finally(() => {
-            pending.done();
-            inFlight--;
-            maybeEnd();
-          });
-        if (limit > 0 && received >= limit) {
-          ending = true;
-          break;
-        }
-      }
-      // A query that has started must arrive whole within read_timeout.
-      if (reader.buffered > 0 && !partialTimer) {
-        partialTimer = setTimeout(() => socket.destroy(), config.read_timeout);
-      } else if (reader.buffered === 0 && partialTimer) {
-        clearTimeout(partialTimer);
-        partialTimer = undefined;
-      }
-      maybeEnd();
-    });
-    socket.on("error", () => socket.destroy());
+    options.metrics.connection(protocol, 1);
     socket.on("close", () => {
-      if (partialTimer) clearTimeout(partialTimer);
-      client.abort(new Error("client closed the connection"));
       sockets.delete(socket);
-      metrics.connection(protocol, -1);
+      options.metrics.connection(protocol, -1);
     });
+    serveConnection(socket, context);
   };
-
   const server: Server = options.tls
     ? createTlsServer(
         {
@@ -129,7 +70,7 @@ export async function startStreamListener(options: StreamListenerOptions): Promi
     },
     async close() {
       stopped = true;
-      await pending.idle();
+      await context.pending.idle();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // Let written answers flush, then make sure nothing lingers.
@@ -140,4 +81,92 @@ export async function startStreamListener(options: StreamListenerOptions): Promi
       });
     },
   };
+}
+
+interface ConnectionContext extends StreamListenerOptions {
+  encrypted: boolean;
+  pending: Pending;
+  stopped(): boolean;
+}
+
+/** Reads framed queries from one connection and writes each answer when it is ready. */
+function serveConnection(socket: Socket, context: ConnectionContext): void {
+  const { config } = context;
+  const client = new AbortController();
+  const reader = createFrameReader();
+  let inFlight = 0;
+  let received = 0;
+  let ending = false;
+  let partialTimer: ReturnType<typeof setTimeout> | undefined;
+  const limit = config.max_queries_per_connection;
+  socket.setNoDelay(true);
+  socket.setTimeout(config.idle_timeout);
+  socket.on("timeout", () => {
+    if (inFlight === 0) socket.destroy();
+  });
+  const maybeEnd = () => {
+    if (ending && inFlight === 0) socket.end();
+  };
+  const onAnswered = () => {
+    inFlight--;
+    maybeEnd();
+  };
+  socket.on("data", (chunk) => {
+    if (ending) return;
+    let messages: Uint8Array[];
+    try {
+      messages = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+    } catch {
+      socket.destroy();
+      return;
+    }
+    for (const query of messages) {
+      if (query.length === 0 || context.stopped()) {
+        ending = true;
+        break;
+      }
+      received++;
+      inFlight++;
+      answer(socket, query, client.signal, context).finally(onAnswered);
+      if (limit > 0 && received >= limit) {
+        ending = true;
+        break;
+      }
+    }
+    // A query that has started must arrive whole within read_timeout.
+    if (reader.buffered > 0 && !partialTimer) {
+      partialTimer = setTimeout(() => socket.destroy(), config.read_timeout);
+    } else if (reader.buffered === 0 && partialTimer) {
+      clearTimeout(partialTimer);
+      partialTimer = undefined;
+    }
+    maybeEnd();
+  });
+  socket.on("error", () => socket.destroy());
+  socket.on("close", () => {
+    if (partialTimer) clearTimeout(partialTimer);
+    client.abort(new Error("client closed the connection"));
+  });
+}
+
+/** Answers one query on its connection, if that is still open; never rejects. */
+async function answer(
+  socket: Socket,
+  query: Uint8Array,
+  signal: AbortSignal,
+  context: ConnectionContext,
+): Promise<void> {
+  const { handler, metrics, logger, protocol, encrypted, pending } = context;
+  pending.add();
+  try {
+    const address = socket.remoteAddress ?? "";
+    const answer = await handler.handle(query, { address, protocol, signal });
+    if (answer && !socket.destroyed && socket.writable) {
+      socket.write(frameMessage(encrypted ? padAnswerFor(query, answer) : answer));
+    } else if (!answer) metrics.dropped(protocol, "unanswerable");
+  } catch (error) {
+    logger.error(`${protocol} query failed`, { error });
+  } finally {
+    pending.done();
+  }
 }

@@ -3,6 +3,7 @@
 // with TC=1 so the client retries over TCP.
 
 import { createSocket, type Socket } from "node:dgram";
+import { formatHostPort } from "../../../shared/config/ip.ts";
 import type { UdpListenerConfig } from "../../../shared/config/schema.ts";
 import { findOpt, truncateResponse } from "../../../shared/dns/wire.ts";
 import type { Logger } from "../log.ts";
@@ -80,10 +81,9 @@ export async function startUdpListener(
     );
   });
   const bound = socket.address();
-  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
   return {
     name: "udp",
-    address: `${host}:${bound.port}`,
+    address: formatHostPort({ host: bound.address, port: bound.port }),
     port: bound.port,
     stop() {
       stopped = true;

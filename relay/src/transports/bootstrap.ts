@@ -13,7 +13,7 @@ import { type Cidr, parseIp } from "../../../shared/config/ip.ts";
 import type { HostPort } from "../../../shared/config/upstream-url.ts";
 import { decodeMessage } from "../../../shared/dns/codec.ts";
 import { buildQuery } from "../../../shared/dns/query.ts";
-import { Rcode, readRcode } from "../../../shared/dns/wire.ts";
+import { EDNS_UDP_SIZE, Rcode, readRcode } from "../../../shared/dns/wire.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { DohEdgeError } from "../../../shared/errors.ts";
 import { createUdpUpstream } from "./udp.ts";
@@ -142,7 +142,7 @@ async function askServers(
   qtype: 1 | 28,
   options: { ecs: Cidr | undefined; timeoutMs: number; counted(): void },
 ): Promise<{ addresses: string[]; ttl: number }> {
-  let query: Uint8Array = buildQuery(host, qtype, { ednsUdpSize: 1232 });
+  let query: Uint8Array = buildQuery(host, qtype, { ednsUdpSize: EDNS_UDP_SIZE });
   if (options.ecs) query = withClientSubnet(query, options.ecs);
   let lastError: unknown;
   for (const server of servers) {

@@ -1,7 +1,9 @@
 // Builds the Upstream for each configured upstream by protocol.
 
 import { readFileSync } from "node:fs";
+import { formatHostPort } from "../../../shared/config/ip.ts";
 import type { RelayConfig, RelayUpstreamConfig } from "../../../shared/config/schema.ts";
+import { DOH_PATH } from "../../../shared/doh/doh-request.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
@@ -83,15 +85,14 @@ export function buildTransport(
       // speak HTTP/1.1: Node's fetch keeps those connections alive and pooled.
       return createFetchDohUpstream({
         name,
-        url: `http://${url.hostKind === "ipv6" ? `[${url.host}]` : url.host}:${url.port}${url.path ?? "/dns-query"}`,
+        url: `http://${formatHostPort(url)}${url.path ?? DOH_PATH}`,
         method: upstream.method ?? "POST",
       });
     case "https": {
-      const host = url.hostKind === "ipv6" ? `[${url.host}]` : url.host;
       return createDohH2Upstream({
         name,
-        origin: `https://${host}:${url.port}`,
-        path: url.path ?? "/dns-query",
+        origin: `https://${formatHostPort(url)}`,
+        path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
         poolSize: pool.size,
         maxInFlight: pool.max_in_flight,
@@ -107,7 +108,7 @@ export function buildTransport(
       // HTTP/3 only, on one QUIC connection (ALPN h3) like quic://: pool.size does not apply.
       return createDoh3Upstream({
         ...quicOptions(upstream, lookup),
-        path: url.path ?? "/dns-query",
+        path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
       });
     case "quic":

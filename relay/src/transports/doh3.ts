@@ -9,6 +9,7 @@
 
 import { isIP, type LookupFunction } from "node:net";
 import { rootCertificates } from "node:tls";
+import { bracketHost, formatHostPort } from "../../../shared/config/ip.ts";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
@@ -62,8 +63,7 @@ export function createDoh3Upstream(options: Doh3UpstreamOptions): Pool {
   const ca = options.ca ?? rootCertificates.join("\n");
   const ipRoots = isIP(servername) ? pemCertificates(ca) : undefined;
   const authority =
-    options.authority ??
-    `${host.includes(":") ? `[${host}]` : host}${port === 443 ? "" : `:${port}`}`;
+    options.authority ?? (port === 443 ? bracketHost(host) : formatHostPort({ host, port }));
   const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
   let config: QuicheConfig | undefined;
   let ticket: Uint8Array | undefined;

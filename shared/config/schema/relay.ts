@@ -35,7 +35,7 @@ import { finalizeRoutes, type RelayRouteConfig } from "./sections/routes.ts";
 
 export interface RelayConfig extends CommonConfig<RelayUpstreamConfig, RelayRouteConfig> {
   listen: ListenConfig;
-  /** Exec plugins asked after rules and block lists, in order; the first non-FORWARD answer wins. */
+  /** Exec plugins and Lua scripts asked after rules and block lists, in order; the first non-FORWARD answer wins. */
   plugins: PluginsConfig;
   /** Client allow list (default loopback and private ranges); others get REFUSED. */
   allow: Cidr[];
@@ -75,12 +75,16 @@ const relayOnlyShape = {
   rate_limit: rateLimitSchema,
   bootstrap: bootstrapSchema,
   ecs: ecsSchema,
-  plugins: pluginsSchema,
   control: controlSchema,
   metrics: metricsSchema,
 } satisfies Record<(typeof RELAY_ONLY_KEYS)[number], z.ZodType>;
 
-const relaySchema = z.strictObject({ ...commonShape(relayUpstreamSchema), ...relayOnlyShape });
+// plugins: both runtimes (the worker takes Lua entries only), not in the common shape.
+const relaySchema = z.strictObject({
+  ...commonShape(relayUpstreamSchema),
+  ...relayOnlyShape,
+  plugins: pluginsSchema,
+});
 
 /** Whether `name` is `<prefix>-<n>` of a pending resolv.conf entry. */
 function pendingName(files: readonly UpstreamFileEntry[], name: string): boolean {
@@ -120,7 +124,7 @@ function finalizeRelay(raw: z.output<typeof relaySchema>, check: Checker): Relay
     ...(ecs !== undefined ? { ecs } : {}),
     control,
     workers: raw.workers,
-    plugins: finalizePlugins(raw.plugins),
+    plugins: finalizePlugins(raw.plugins, check),
     metrics: finalizeMetrics(raw.metrics),
     upstream_files: files,
   };

@@ -9,7 +9,6 @@ export const RELAY_ONLY_KEYS = [
   "rate_limit",
   "bootstrap",
   "ecs",
-  "plugins",
   "control",
   "metrics",
 ] as const;

@@ -6,6 +6,7 @@ import * as z from "zod";
 import { type CommonConfig, commonShape, finalizeShared } from "./common.ts";
 import { type Checker, type ConfigParser, type ParsedConfig, parseWith } from "./parse.ts";
 import { RELAY_ONLY_KEYS, type WORKER_ONLY_KEYS } from "./runtime-keys.ts";
+import { finalizePlugins, type PluginsConfig, pluginsSchema } from "./sections/plugins.ts";
 import { finalizeRelays, type RelayEndpointConfig, relaysSchema } from "./sections/relays.ts";
 import { finalizeRoutes, type RouteChecks, type RouteConfig } from "./sections/routes.ts";
 import {
@@ -16,6 +17,8 @@ import {
 
 export interface WorkerConfig extends CommonConfig<WorkerUpstreamConfig, RouteConfig> {
   relays: RelayEndpointConfig[];
+  /** Lua scripts bundled at deploy (entries are all runtime: lua), asked after the rules. */
+  plugins: PluginsConfig;
 }
 
 /**
@@ -29,7 +32,11 @@ const workerOnlyShape = { relays: relaysSchema } satisfies Record<
   z.ZodType
 >;
 
-const workerSchema = z.strictObject({ ...commonShape(workerUpstreamSchema), ...workerOnlyShape });
+const workerSchema = z.strictObject({
+  ...commonShape(workerUpstreamSchema),
+  ...workerOnlyShape,
+  plugins: pluginsSchema,
+});
 
 /** Routes must fit the Worker's connection limit, and it reads no except_file. */
 const workerRouteChecks: RouteChecks = (route, at, { serverCount, workerCount }, check) => {
@@ -78,6 +85,7 @@ function finalizeWorker(raw: z.output<typeof workerSchema>, check: Checker): Wor
     allowlist: shared.allowlist,
     log: shared.log,
     relays,
+    plugins: finalizePlugins(raw.plugins, check),
   };
 }
 
@@ -88,9 +96,6 @@ const workerParser: ConfigParser<typeof workerSchema, WorkerConfig> = {
   schema: workerSchema,
   keyHint(path, key) {
     if (path.length > 0) return undefined;
-    if (key === "plugins") {
-      return "relay-only: exec plugins run on the relay (the worker has no processes to start)";
-    }
     if (RELAY_ONLY.has(key)) return "relay-only setting; the edge worker does not use it";
     return undefined;
   },

@@ -3,6 +3,7 @@
 // 127.0.0.1:5053.
 
 import * as z from "zod";
+import { DOH_PATH } from "../../../doh/doh-request.ts";
 import { cidrContains, parseCidr, parseIp } from "../../ip.ts";
 import { type HostPort, parseHostPort } from "../../upstream-url.ts";
 import {
@@ -48,7 +49,7 @@ export interface DohListenerConfig extends StreamListenerConfig {
   /** Without cert/key the listener speaks plain HTTP (for a TLS-terminating proxy). */
   cert?: string;
   key?: string;
-  /** Default "/dns-query". */
+  /** Where DoH is served; DOH_PATH ("/dns-query") by default. */
   path: string;
 }
 
@@ -103,7 +104,7 @@ export const listenSchema = z.strictObject({
     ...streamTuning,
     cert: nonEmpty.optional(),
     key: nonEmpty.optional(),
-    path: absoluteUrlPath.default("/dns-query"),
+    path: absoluteUrlPath.default(DOH_PATH),
   }).optional(),
   origin: listener({
     ...streamTuning,
