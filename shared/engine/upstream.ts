@@ -1,7 +1,7 @@
 // The one shape every way of reaching an upstream has: a transport, a pool
 // of a driver's connections (shared/pool), a tracked upstream (counters and
 // health around one). Each goes where another would, like undici's
-// Dispatchers; a route's race picks among them (docs/pool.md).
+// Dispatchers; a route's race picks among them (docs/architecture.md, Pools).
 //
 // Who owns the bytes: the caller keeps its query (an Upstream never writes
 // to it; a Node Buffer is fine). The answer is the caller's alone: a plain
