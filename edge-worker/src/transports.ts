@@ -7,11 +7,12 @@ import type { WorkerUpstreamConfig } from "../../shared/config/schema/sections/w
 import type { WorkerConfig } from "../../shared/config/schema/worker.ts";
 import { DOH_PATH } from "../../shared/doh/doh-request.ts";
 import type { Upstream } from "../../shared/engine/upstream.ts";
+import { DohEdgeError } from "../../shared/errors.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";
 import { createSocketDotUpstream } from "./dot-socket.ts";
 import type { Env } from "./env.ts";
 
-export class SecretMissingError extends Error {
+export class SecretMissingError extends DohEdgeError {
   readonly code = "secret_missing";
 }
 

@@ -14,6 +14,7 @@ import {
   type ExecPluginEntryConfig,
   type PluginsConfig,
 } from "../../shared/config/schema.ts";
+import { DohEdgeError } from "../../shared/errors.ts";
 import {
   decisionFromPluginOutput,
   onErrorDecision,
@@ -36,7 +37,7 @@ export type PluginErrorCode =
   /** A Lua script raised an error. */
   | "runtime";
 
-export class PluginError extends Error {
+export class PluginError extends DohEdgeError {
   readonly code: PluginErrorCode;
   constructor(code: PluginErrorCode, message: string) {
     super(message);

@@ -4,9 +4,8 @@
 
 import { rcodeText } from "../../shared/dns/codes.ts";
 import type { UpstreamCounterSnapshot } from "../../shared/engine/counters.ts";
-import type { Upstream } from "../../shared/engine/upstream.ts";
+import type { PoolStats, Upstream } from "../../shared/engine/upstream.ts";
 import type { CachedResolverStats } from "../../shared/resolver/cached-resolver.ts";
-import { isPooled, type PoolStats } from "./transports/pool-stats.ts";
 
 const BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -202,9 +201,10 @@ const POOL_FAMILIES: Families<PoolStats> = [
 export function renderPoolStats(transports: ReadonlyMap<string, Upstream>): string {
   return renderFamilies(
     POOL_FAMILIES,
-    [...transports].flatMap(([name, t]) =>
-      isPooled(t) ? [[{ upstream: name }, t.poolStats()] as const] : [],
-    ),
+    [...transports].flatMap(([name, t]) => {
+      const stats = t.poolStats?.();
+      return stats ? [[{ upstream: name }, stats] as const] : [];
+    }),
   );
 }
 

@@ -33,7 +33,7 @@ import { type OpsServer, type OpsSource, startOpsServer } from "./ops-server.ts"
 import { createQueryHandler, type QueryHandler } from "./query-handler.ts";
 import { createStatsdReporter, type StatsdReporter } from "./statsd/reporter.ts";
 import { buildTransports } from "./transports/build-transports.ts";
-import { isPooled } from "./transports/pool-stats.ts";
+import { relayClock } from "./transports/relay-clock.ts";
 
 export interface Relay {
   readonly listeners: readonly Listener[];
@@ -53,6 +53,8 @@ interface Core {
   config: RelayConfig;
   resolver: PolicyResolver;
   transports: Map<string, Upstream>;
+  /** The same transports counted and feeding route health, for the origin endpoint. */
+  tracked: Map<string, Upstream>;
   closeTransports: () => Promise<void>;
   limits: ClientLimits;
 }
@@ -63,25 +65,27 @@ function buildCore(
   blocklists: LoadedBlocklists,
   statsd: StatsdReporter | undefined,
   loadLua: LoadLuaPolicy | undefined,
+  clock: Clock,
 ): Core {
-  const built = buildTransports(config);
+  const built = buildTransports(config, clock);
   const transports = built.upstreams;
-  const cached = createCachedResolver(
-    createResolver({
-      upstreams: config.upstreams,
-      routes: config.routes,
-      transports,
-      ...(statsd ? { counters: statsd.wrapCounters(createCounters()) } : {}),
-      onAttemptError: (e) =>
-        logger.info("upstream attempt failed", {
-          route: e.route,
-          upstream: e.upstream,
-          error_class: e.errorClass,
-          error: e.error,
-        }),
-    }),
-    config.cache,
-  );
+  const routing = createResolver({
+    upstreams: config.upstreams,
+    routes: config.routes,
+    transports,
+    clock,
+    ...(statsd ? { counters: statsd.wrapCounters(createCounters()) } : {}),
+    onAttemptError: (e) =>
+      logger.info("upstream attempt failed", {
+        route: e.route,
+        upstream: e.upstream,
+        error_class: e.errorClass,
+        error: e.error,
+      }),
+  });
+  const cached = createCachedResolver(routing, config.cache, () => clock.now(), undefined, {
+    clock,
+  });
   const pluginLog = createLogThrottle(10_000);
   const printLog = createLogThrottle(10_000);
   const plugins =
@@ -129,6 +133,7 @@ function buildCore(
     config,
     resolver,
     transports,
+    tracked: new Map([...transports.keys()].map((name) => [name, routing.upstream(name)!])),
     closeTransports: async () => {
       plugins?.close();
       await built.close();
@@ -174,6 +179,8 @@ async function loadLists(config: RelayConfig, logger: Logger): Promise<LoadedBlo
 export interface RelayOptions {
   /** Bind listen.metrics here (default true); a worker leaves it to its supervisor. */
   serveOps?: boolean;
+  /** Time for the pools, the engine and the cache (tests pass a manual clock). */
+  clock?: Clock;
   /** This process's worker slot (workers > 1), for its statsd gauges. */
   worker?: number;
   /** statsd's clock (tests drive flushes with a manual one). */
@@ -183,7 +190,7 @@ export interface RelayOptions {
 export async function startRelay(
   config: RelayConfig,
   logger: Logger,
-  { serveOps = true, worker, statsdClock }: RelayOptions = {},
+  { serveOps = true, clock = relayClock, worker, statsdClock }: RelayOptions = {},
 ): Promise<Relay> {
   const lists = await loadLists(config, logger);
   const statsd = config.metrics.statsd
@@ -194,7 +201,7 @@ export async function startRelay(
         ...(statsdClock ? { clock: statsdClock } : {}),
       })
     : undefined;
-  let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins));
+  let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins), clock);
   statsd?.watchPools(() => core.transports);
   const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
   const shutdownController = new AbortController();
@@ -226,7 +233,10 @@ export async function startRelay(
       cache: core.resolver.cacheStats(),
       policy_hits: core.resolver.policyHits(),
       pools: Object.fromEntries(
-        [...core.transports].flatMap(([name, t]) => (isPooled(t) ? [[name, t.poolStats()]] : [])),
+        [...core.transports].flatMap(([name, t]) => {
+          const stats = t.poolStats?.();
+          return stats ? [[name, stats]] : [];
+        }),
       ),
       ...(statsd ? { statsd: statsd.stats() } : {}),
     }),
@@ -269,7 +279,7 @@ export async function startRelay(
       listeners.push(
         await startOriginListener({
           config: listen.origin,
-          transports: () => core.transports,
+          transports: () => core.tracked,
           token: readOriginToken(listen.origin),
           metrics,
           logger,
@@ -312,6 +322,7 @@ export async function startRelay(
         await loadLists(next, logger),
         statsd,
         await importLuaVm(next.plugins),
+        clock,
       );
       if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
         logger.warn("listen: changes take effect after a restart", {});

@@ -2,7 +2,9 @@
 // A sequence of decimal numbers, each with an optional fraction and a unit;
 // the parts add up. Always a unit, never negative, whole milliseconds.
 
-export class DurationError extends Error {
+import { DohEdgeError } from "../errors.ts";
+
+export class DurationError extends DohEdgeError {
   readonly code = "bad_duration";
 }
 

@@ -4,11 +4,13 @@
 // dot is optional on both sides. A lookup walks the query name's suffixes, so
 // it costs one Set probe per label whatever the size of the list.
 
-export class DomainNameError extends Error {
+import { DohEdgeError } from "../errors.ts";
+
+export class DomainNameError extends DohEdgeError {
   readonly code = "bad_domain_name";
 }
 
-export class ExceptFileError extends Error {
+export class ExceptFileError extends DohEdgeError {
   readonly code = "bad_except_file";
   readonly file: string;
   readonly line: number;

@@ -4,12 +4,13 @@
 // cannot be sidestepped by a dual-stack socket's view of the same client.
 
 import { copyBytes } from "../dns/bytes.ts";
+import { DohEdgeError } from "../errors.ts";
 
-export class IpAddressError extends Error {
+export class IpAddressError extends DohEdgeError {
   readonly code = "bad_ip";
 }
 
-export class CidrError extends Error {
+export class CidrError extends DohEdgeError {
   readonly code = "bad_cidr";
 }
 

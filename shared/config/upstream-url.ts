@@ -6,6 +6,7 @@
 // href (lower-case scheme and host, canonical IPv6, default port left out).
 
 import { DOH_PATH } from "../doh/doh-request.ts";
+import { DohEdgeError } from "../errors.ts";
 import {
   bracketHost,
   formatHostPort,
@@ -54,7 +55,7 @@ export type UpstreamUrlErrorCode =
   | "bad_path"
   | "unsupported_part";
 
-export class UpstreamUrlError extends Error {
+export class UpstreamUrlError extends DohEdgeError {
   readonly code: UpstreamUrlErrorCode;
   constructor(code: UpstreamUrlErrorCode, message: string) {
     super(message);
@@ -62,7 +63,7 @@ export class UpstreamUrlError extends Error {
   }
 }
 
-export class HostPortError extends Error {
+export class HostPortError extends DohEdgeError {
   readonly code = "bad_address";
 }
 

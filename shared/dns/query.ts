@@ -1,9 +1,10 @@
 // Builds query messages from presentation-form names (JSON API, health
 // probes, bootstrap lookups). Raw bytes: no codec needed for a question.
 
+import { DohEdgeError } from "../errors.ts";
 import { EDNS_UDP_SIZE } from "./message.ts";
 
-export class NameSyntaxError extends Error {
+export class NameSyntaxError extends DohEdgeError {
   readonly code = "bad_name";
 }
 

@@ -1,6 +1,8 @@
 // The one error type every DNS wire helper (and the codec) throws. Callers
 // switch on `code`, never on the message text.
 
+import { DohEdgeError } from "../errors.ts";
+
 export type DnsWireErrorCode =
   | "short_message" // fewer than 12 bytes: no complete header
   | "too_large" // more than 65535 bytes
@@ -20,14 +22,13 @@ export type DnsWireErrorCode =
   | "encode_failed" // the codec could not encode the packet
   | "malformed"; // anything else unexpected while reading bytes
 
-export class DnsWireError extends Error {
+export class DnsWireError extends DohEdgeError {
   readonly code: DnsWireErrorCode;
   /** Byte offset where the problem was found (-1 when it has no position). */
   readonly offset: number;
 
   constructor(code: DnsWireErrorCode, message: string, offset = -1, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = "DnsWireError";
     this.code = code;
     this.offset = offset;
   }

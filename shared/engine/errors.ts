@@ -1,6 +1,8 @@
 // Typed upstream failures with stable codes, and their bounded metric classes
 // (fanout's request_error_count_total{error} label).
 
+import { DohEdgeError } from "../errors.ts";
+
 export const UPSTREAM_ERROR_CODES = [
   "timeout", // no answer in time (attempt or whole-query deadline)
   "connect", // could not open a connection
@@ -29,7 +31,7 @@ export interface UpstreamErrorOptions {
   errors?: readonly UpstreamError[];
 }
 
-export class UpstreamError extends Error {
+export class UpstreamError extends DohEdgeError {
   readonly code: UpstreamErrorCode;
   /** Name of the upstream (or route) that failed. */
   readonly upstream: string;
@@ -43,7 +45,6 @@ export class UpstreamError extends Error {
     options: UpstreamErrorOptions = {},
   ) {
     super(message ?? `${upstream}: ${code.replace(/_/g, " ")}`, { cause: options.cause });
-    this.name = "UpstreamError";
     this.code = code;
     this.upstream = upstream;
     this.status = options.status;
@@ -119,11 +120,10 @@ export function toUpstreamError(error: unknown, upstream: string): UpstreamError
 }
 
 /** A bad engine option, found when a route is built (never per query). */
-export class EngineConfigError extends Error {
+export class EngineConfigError extends DohEdgeError {
   readonly code = "bad_option";
 
   constructor(message: string) {
     super(message);
-    this.name = "EngineConfigError";
   }
 }

@@ -1,5 +1,7 @@
-// The one shape every way of reaching DNS answers satisfies: a transport, a
-// pool, a selector and a race. They nest like undici's Dispatchers.
+// The one shape every way of reaching an upstream has: a transport, a pool
+// of a driver's connections (shared/pool), a tracked upstream (counters and
+// health around one). Each goes where another would, like undici's
+// Dispatchers; a route's race picks among them (docs/architecture.md, Pools).
 //
 // Who owns the bytes: the caller keeps its query (an Upstream never writes
 // to it; a Node Buffer is fine). The answer is the caller's alone: a plain
@@ -26,6 +28,26 @@ export interface Upstream {
   query(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array>;
   /** Releases connections and timers. Queries after close reject with `closed`. */
   close(): Promise<void>;
+  /** Connection figures, on upstreams that keep connections (shared/pool/pool.ts). */
+  poolStats?(): PoolStats;
+}
+
+/** What a connection pool reports for /metrics and /statusz. */
+export interface PoolStats {
+  /** Connections (sessions) open or opening now. */
+  open: number;
+  /** Queries holding a place on a connection now (waiting for its handshake or an answer). */
+  inFlight: number;
+  /** Connections opened since start (TCP connect, TLS or QUIC handshake). */
+  opened: number;
+  /** Of those, TLS sessions resumed from a ticket (0 where not applicable). */
+  resumed: number;
+  /** Connections opened to replace one that closed, died or failed to open. */
+  reconnects: number;
+  /** Queries sent on a connection that had already carried one. */
+  reused: number;
+  /** Queries that were the first on their connection. */
+  fresh: number;
 }
 
 /**

@@ -20,6 +20,7 @@
 //  32  words                 u32 × 3 × block length
 
 import { copyBytes } from "../dns/bytes.ts";
+import { DohEdgeError } from "../errors.ts";
 import { normalizeName } from "./suffix-set.ts";
 
 /** What the policy asks of a block list, compiled or not. */
@@ -42,7 +43,7 @@ export function unionMatchers(matchers: readonly NameMatcher[]): NameMatcher {
   };
 }
 
-export class CompiledListError extends Error {
+export class CompiledListError extends DohEdgeError {
   readonly code = "bad_compiled_list";
 }
 

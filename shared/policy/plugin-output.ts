@@ -6,9 +6,10 @@
 // Output is untrusted: anything else is a PluginOutputError naming the problem.
 
 import { rrTypeFromName, rrTypeName } from "../dns/codes.ts";
+import { DohEdgeError } from "../errors.ts";
 import type { Decision } from "./rules.ts";
 
-export class PluginOutputError extends Error {
+export class PluginOutputError extends DohEdgeError {
   readonly code = "bad_output";
 }
 

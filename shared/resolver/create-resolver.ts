@@ -23,6 +23,7 @@ import type { PolicyConfig } from "../engine/policies.ts";
 import { createDnsProbe, createHttpProbe } from "../engine/probes.ts";
 import { createRace, type Race, toServfail } from "../engine/race.ts";
 import { createCryptoRandom, type Random } from "../engine/random.ts";
+import { createTrackedUpstream } from "../engine/tracked-upstream.ts";
 import type { Upstream } from "../engine/upstream.ts";
 
 export interface ResolverOptions {
@@ -88,6 +89,16 @@ export interface Resolver {
   close(): Promise<void>;
 }
 
+/** The resolver createResolver builds: also lends its upstreams out, tracked. */
+export interface RoutingResolver extends Resolver {
+  /**
+   * The transport of upstream `name` for use outside a route (the relay's
+   * origin endpoint), counted and feeding the health of every route it
+   * serves in; undefined for an unknown name.
+   */
+  upstream(name: string): Upstream | undefined;
+}
+
 interface BuiltRoute {
   name: string;
   config: RouteConfig;
@@ -104,7 +115,7 @@ function policyOf(route: RouteConfig): PolicyConfig {
     : { name: route.policy };
 }
 
-export function createResolver(options: ResolverOptions): Resolver {
+export function createResolver(options: ResolverOptions): RoutingResolver {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? createCryptoRandom();
   const counters: Counters = options.counters ?? createCounters();
@@ -173,6 +184,15 @@ export function createResolver(options: ResolverOptions): Resolver {
       : undefined;
     return { name, config: route, race, checker };
   });
+
+  const tracked = new Map(
+    [...options.transports].map(([name, transport]) => {
+      const healths = routes
+        .filter((r) => r.config.upstreams.includes(name))
+        .map((r) => r.race.health);
+      return [name, createTrackedUpstream(transport, { counters, healths, clock })];
+    }),
+  );
 
   const table = createRouteTable(
     routes.map((r) => ({ ...r, zones: r.config.zones, except: r.config.except })),
@@ -273,6 +293,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       return raceOn(route, query, signal);
     },
     counters: () => counters.snapshot(),
+    upstream: (name) => tracked.get(name),
     status: () =>
       routes.map((r) => ({
         name: r.name,

@@ -6,12 +6,13 @@
 
 import { readFile, rm } from "node:fs/promises";
 import { connect as tlsConnect } from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Relay } from "../../relay/src/relay.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Relay, RelayOptions } from "../../relay/src/relay.ts";
 import { decodeMessage } from "../../shared/dns/codec.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { readId } from "../../shared/dns/wire.ts";
+import { createManualClock } from "../../shared/engine/manual-clock.ts";
 import {
   createTestCertificates,
   type RunningServer,
@@ -53,18 +54,22 @@ afterAll(async () => {
 });
 
 /** The relay with its default cache, UDP, TCP and DoT listeners, and one upstream. */
-function relayTo(upstream: Record<string, unknown>): Promise<Relay> {
-  return startTestRelay({
-    listen: {
-      udp: "127.0.0.1:5353",
-      tcp: "127.0.0.1:5353",
-      dot: { addr: "127.0.0.1:853", cert: certs.certFile, key: certs.keyFile },
+function relayTo(upstream: Record<string, unknown>, options: RelayOptions = {}): Promise<Relay> {
+  return startTestRelay(
+    {
+      listen: {
+        udp: "127.0.0.1:5353",
+        tcp: "127.0.0.1:5353",
+        dot: { addr: "127.0.0.1:853", cert: certs.certFile, key: certs.keyFile },
+      },
+      upstreams: [{ name: "up", ...upstream }],
+      routes: [{ zones: ["."], upstreams: ["up"], timeout: "2s" }],
+      cache: {},
+      rate_limit: { qps: 0, max_in_flight: 0 },
     },
-    upstreams: [{ name: "up", ...upstream }],
-    routes: [{ zones: ["."], upstreams: ["up"], timeout: "2s" }],
-    cache: {},
-    rate_limit: { qps: 0, max_in_flight: 0 },
-  });
+    [],
+    options,
+  );
 }
 
 /** Every query written at once on one DoT connection; answers in arrival order. */
@@ -135,10 +140,6 @@ describe.each(Object.entries(UPSTREAMS))("relay with a cache and a %s upstream",
     await relay?.shutdown(200);
   });
 
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
   it.each(["udp", "tcp", "dot"] as const)(
     "answers %s clients' identical queries in flight at once, each with its own ID",
     async (client) => {
@@ -153,14 +154,12 @@ describe.each(Object.entries(UPSTREAMS))("relay with a cache and a %s upstream",
   );
 
   it("counts a cached answer's TTL down by the time elapsed", async () => {
-    // Only Date is faked, before the relay starts: its cache reads Date.now.
-    // Sockets and timers run for real.
-    vi.useFakeTimers({ toFake: ["Date"] });
-    const start = Date.now();
-    const clocked = await relayTo(make());
+    // The relay keeps time by this clock (its cache included); sockets run for real.
+    const clock = createManualClock();
+    const clocked = await relayTo(make(), { clock });
     try {
       const ttlAfter = async (seconds: number, id: number) => {
-        vi.setSystemTime(start + seconds * 1000);
+        clock.advance(seconds * 1000 - clock.now());
         const query = buildQuery(`ttl.${tag}.own.test`, 1, { id });
         const answer = await udpFrom("127.0.0.1", portOf(clocked, "udp"), query, 3000);
         expect(answer && readId(answer)).toBe(id);

@@ -16,6 +16,7 @@ import { decodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { readId, withId } from "../../shared/dns/wire.ts";
 import { UpstreamError } from "../../shared/engine/errors.ts";
+import { createManualClock } from "../../shared/engine/manual-clock.ts";
 import {
   createTestCertificates,
   type RunningServer,
@@ -23,6 +24,7 @@ import {
   type TestCertificates,
 } from "../support/dns-servers.ts";
 import { type DoqServer, startDoqServer } from "../support/doq-server.ts";
+import { until } from "../support/until.ts";
 import { dig, portOf, run, startTestRelay, ZONE } from "./relay-harness.ts";
 
 let nsd: RunningServer;
@@ -170,8 +172,8 @@ describe("DoQ upstream", () => {
       expect(firstAnswer(await ask())).toBe("192.0.2.10");
       const before = server.connectionsAccepted;
       await server.closeConnections();
-      // Give the close a moment to reach the client, as between real queries.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The close reaches the client, as between real queries.
+      await until(() => doq.poolStats().open === 0, "the client sees the close");
       expect(firstAnswer(await ask())).toBe("192.0.2.10");
       expect(server.connectionsAccepted - before).toBe(1);
       // The second connection resumed the first one's TLS session.
@@ -182,11 +184,14 @@ describe("DoQ upstream", () => {
   });
 
   it("replaces a connection that went idle past idleTimeoutMs", async () => {
-    const doq = upstream({ idleTimeoutMs: 150 });
+    const clock = createManualClock();
+    const doq = upstream({ idleTimeoutMs: 10_000, clock });
     try {
       const ask = () => doq.query(buildQuery("www.relay.test", 1), AbortSignal.timeout(3000));
       await ask();
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      clock.advance(9_999);
+      expect(doq.poolStats().open).toBe(1);
+      clock.advance(1);
       expect(doq.poolStats().open).toBe(0);
       expect(firstAnswer(await ask())).toBe("192.0.2.10");
       expect(doq.poolStats()).toMatchObject({ opened: 2, reconnects: 1, open: 1 });
@@ -199,17 +204,29 @@ describe("DoQ upstream", () => {
     const first = await startDoqServer({ ...tls, backendPort: nsd.port });
     const second = await startDoqServer({ ...tls, backendPort: nsd.port });
     const proxy = await startUdpProxy(first.port);
-    const doq = upstream({ port: proxy.port, connectTimeoutMs: 100, handshakeTimeoutMs: 100 });
+    const clock = createManualClock();
+    const doq = upstream({
+      port: proxy.port,
+      connectTimeoutMs: 100,
+      handshakeTimeoutMs: 100,
+      clock,
+    });
     try {
-      const ask = (ms: number) =>
-        doq.query(buildQuery("www.relay.test", 1), AbortSignal.timeout(ms));
-      expect(firstAnswer(await ask(3000))).toBe("192.0.2.10");
+      const ask = (signal: AbortSignal) => doq.query(buildQuery("www.relay.test", 1), signal);
+      expect(firstAnswer(await ask(AbortSignal.timeout(3000)))).toBe("192.0.2.10");
       // The address now leads to a server that never saw the connection and ignores it;
       // the first one's goodbye never gets through.
       proxy.target = second.port;
       await first.stop();
-      expect((await failure(ask(300))).code).toBe("aborted");
-      expect(firstAnswer(await ask(3000))).toBe("192.0.2.10");
+      clock.advance(1);
+      const controller = new AbortController();
+      const unanswered = ask(controller.signal);
+      await new Promise((resolve) => setTimeout(resolve, 0)); // the query goes out
+      // Given up on after the connect + handshake allowance with nothing heard since.
+      clock.advance(200);
+      controller.abort();
+      expect((await failure(unanswered)).code).toBe("aborted");
+      expect(firstAnswer(await ask(AbortSignal.timeout(3000)))).toBe("192.0.2.10");
       expect(doq.poolStats()).toMatchObject({ opened: 2, reconnects: 1 });
       expect(second.connectionsAccepted).toBe(1);
     } finally {
@@ -270,21 +287,26 @@ describe("DoQ upstream", () => {
   });
 
   it("fails with connect, not a hang, when nothing answers", async () => {
-    const doq = upstream({ port: nsd.port, connectTimeoutMs: 150, handshakeTimeoutMs: 150 });
-    const started = performance.now();
-    const error = await failure(
-      doq.query(buildQuery("www.relay.test", 1), AbortSignal.timeout(5000)),
-    );
+    const clock = createManualClock();
+    const doq = upstream({ port: nsd.port, connectTimeoutMs: 150, handshakeTimeoutMs: 150, clock });
+    const outcome = failure(doq.query(buildQuery("www.relay.test", 1), AbortSignal.timeout(5000)));
+    await until(() => clock.nextDue() === 300, "the handshake timer runs");
+    clock.advance(299);
+    expect(doq.poolStats()).toMatchObject({ open: 1, opened: 1 });
+    clock.advance(1);
+    const error = await outcome;
     expect(error.code).toBe("connect");
-    expect(performance.now() - started).toBeLessThan(1500);
+    expect(error.message).toMatch(/no QUIC handshake within 300 ms/);
     await doq.close();
   });
 
   it("rejects promptly with aborted when the caller gives up, and keeps the connection", async () => {
+    // Queries asking for recursion (RD, in byte 2) are held until the test ends.
+    const { promise: released, resolve: release } = Promise.withResolvers<void>();
     const slow = await startDoqServer({
       ...tls,
       answer: async (query) => {
-        await new Promise((resolve) => setTimeout(resolve, query[2] === 1 ? 300 : 0));
+        if (query[2] === 1) await released;
         return query;
       },
     });
@@ -309,6 +331,7 @@ describe("DoQ upstream", () => {
       );
       expect(doq.poolStats()).toMatchObject({ opened: 1, inFlight: 0 });
     } finally {
+      release();
       await doq.close();
       await slow.stop();
     }
@@ -329,7 +352,7 @@ describe("DoQ upstream", () => {
       expect((await failure(ask(3))).code).toBe("malformed_answer");
       expect(doq.poolStats()).toMatchObject({ opened: 2, reconnects: 1 });
       expect(misbehaving.connectionsAccepted).toBe(2);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await until(() => misbehaving.clientCloses.length === 2, "both closes reach the server");
       expect(misbehaving.clientCloses).toEqual([DOQ_ERROR.protocolError, DOQ_ERROR.protocolError]);
     } finally {
       await doq.close();

@@ -321,6 +321,35 @@ describe("origin endpoint refusals", () => {
     expect(text).not.toContain(TOKEN);
   });
 
+  it("counts origin queries as upstream attempts, a failure under its error class (issue 18)", async () => {
+    /** A counter's value in /metrics, 0 while absent. */
+    const counter = async (series: string) => {
+      const text = await relay.ops.metrics();
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return Number(line?.split(" ")[1] ?? 0);
+    };
+    const series = {
+      sent: 'request_count_total{upstream="nsd"}',
+      answered: 'response_success_count_total{upstream="nsd"}',
+      noerror: 'response_rcode_count_total{upstream="nsd",rcode="NOERROR"}',
+      refused: 'request_error_count_total{upstream="down",error="connect_failed"}',
+    };
+    const read = async () =>
+      Object.fromEntries(
+        await Promise.all(Object.entries(series).map(async ([k, v]) => [k, await counter(v)])),
+      );
+    const before = await read();
+    expect((await post("/origin/nsd", query(11))).status).toBe(200);
+    expect((await post("/origin/down", query(12))).status).toBe(502);
+    const after = await read();
+    expect(after).toEqual({
+      sent: before.sent + 1,
+      answered: before.answered + 1,
+      noerror: before.noerror + 1,
+      refused: before.refused + 1,
+    });
+  });
+
   it("never writes the token to logs or metrics", async () => {
     await post("/origin/down", query(3));
     await post("/origin/nsd", query(3), { authorization: `Bearer ${TOKEN}x` });

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { connect } from "node:net";
 import { promisify } from "node:util";
 import { createLogger } from "../../relay/src/log.ts";
-import { type Relay, startRelay } from "../../relay/src/relay.ts";
+import { type Relay, type RelayOptions, startRelay } from "../../relay/src/relay.ts";
 import { parseRelayConfig, type RelayConfig } from "../../shared/config/schema.ts";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { udpExchange } from "../support/processes.ts";
@@ -49,10 +49,12 @@ export function ephemeralConfig(
 export async function startTestRelay(
   input: Record<string, unknown>,
   keep: readonly string[] = [],
+  options: RelayOptions = {},
 ): Promise<Relay> {
   return startRelay(
     ephemeralConfig(input, keep),
     createLogger("error", () => {}),
+    options,
   );
 }
 

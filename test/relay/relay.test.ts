@@ -21,6 +21,7 @@ import {
   type TestCertificates,
 } from "../support/dns-servers.ts";
 import { type H2DohServer, startH2DohServer } from "../support/h2-doh-server.ts";
+import { until } from "../support/until.ts";
 import {
   dig,
   httpGet,
@@ -367,8 +368,7 @@ describe("DoH", () => {
     expect(readRcode((await ask(1)) as Uint8Array)).toBe(Rcode.NOERROR);
     const opened = edge.poolStats().opened;
     h2.closeSessions();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(edge.poolStats().open).toBe(0);
+    await until(() => edge.poolStats().open === 0, "the relay sees GOAWAY");
     const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(10 + i)));
     for (const answer of answers) expect(readRcode(answer as Uint8Array)).toBe(Rcode.NOERROR);
     expect(edge.poolStats().opened).toBe(opened + 1);

@@ -10,10 +10,10 @@ import { createRelayMetrics, familyTotal } from "../../relay/src/metrics.ts";
 import { type Relay, startRelay } from "../../relay/src/relay.ts";
 import { createStatsdReporter } from "../../relay/src/statsd/reporter.ts";
 import type { StatsdSinkStats } from "../../relay/src/statsd/sink.ts";
-import type { PoolStats } from "../../relay/src/transports/pool-stats.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { Rcode, readRcode } from "../../shared/dns/wire.ts";
 import { createManualClock, type ManualClock } from "../../shared/engine/manual-clock.ts";
+import type { PoolStats } from "../../shared/engine/upstream.ts";
 import { freePort, type RunningServer, startNsd } from "../support/dns-servers.ts";
 import { ephemeralConfig, portOf, tcpPipeline, udpFrom, ZONE } from "./relay-harness.ts";
 

@@ -86,13 +86,14 @@ runUpstreamContract({
   make: () => createUdpUpstream({ name: "udp", host: "127.0.0.1", port: delay.port, ...timeouts }),
 });
 
-runUpstreamContract({ name: "tcp pool", bytes, make: () => pool(false) });
+runUpstreamContract({ name: "tcp pool", bytes, pooled: true, make: () => pool(false) });
 
-runUpstreamContract({ name: "tls pool", bytes, make: () => pool(true) });
+runUpstreamContract({ name: "tls pool", bytes, pooled: true, make: () => pool(true) });
 
 runUpstreamContract({
   name: "quic (DoQ)",
   bytes,
+  pooled: true,
   make: () =>
     createDoqUpstream({
       name: "doq",
@@ -111,6 +112,7 @@ for (const method of ["POST", "GET"] as const) {
   runUpstreamContract({
     name: `h2 DoH ${method}`,
     bytes,
+    pooled: true,
     ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
     make: () =>
       createDohH2Upstream({

@@ -21,9 +21,10 @@ import {
   parseRelayConfig,
   type RelayConfig,
 } from "../../../shared/config/schema.ts";
+import { DohEdgeError } from "../../../shared/errors.ts";
 import { importLuaVm } from "../lua-plugin.ts";
 
-export class ResolvConfError extends Error {
+export class ResolvConfError extends DohEdgeError {
   readonly code = "bad_resolv_conf";
 }
 
@@ -206,7 +207,7 @@ function parseYaml(text: string, fileName: string): unknown {
   return value === null || value === undefined ? {} : value;
 }
 
-class ReadError extends Error {
+class ReadError extends DohEdgeError {
   readonly code = "read_failed";
 }
 

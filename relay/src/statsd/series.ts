@@ -6,9 +6,8 @@
 
 import { rcodeText } from "../../../shared/dns/codes.ts";
 import type { Counters } from "../../../shared/engine/counters.ts";
-import type { Upstream } from "../../../shared/engine/upstream.ts";
+import type { PoolStats, Upstream } from "../../../shared/engine/upstream.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import { isPooled, type PoolStats } from "../transports/pool-stats.ts";
 import { type StatsdRegistry, segment } from "./registry.ts";
 import type { StatsdSinkStats } from "./sink.ts";
 
@@ -143,8 +142,8 @@ export function poolSeries(registry: StatsdRegistry) {
   const last = new WeakMap<Upstream, PoolStats>();
   return (transports: ReadonlyMap<string, Upstream>, gaugeHead: string) => {
     for (const [name, t] of transports) {
-      if (!isPooled(t)) continue;
-      const now = t.poolStats();
+      const now = t.poolStats?.();
+      if (!now) continue;
       const before = last.get(t);
       last.set(t, { ...now });
       const at = `upstream.${segment(name)}.pool`;

@@ -15,6 +15,7 @@ import { decodeMessage } from "../../../shared/dns/codec.ts";
 import { buildQuery } from "../../../shared/dns/query.ts";
 import { EDNS_UDP_SIZE, Rcode, readRcode } from "../../../shared/dns/wire.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
+import { DohEdgeError } from "../../../shared/errors.ts";
 import { createUdpUpstream } from "./udp.ts";
 
 export type LookupCallback = (
@@ -54,7 +55,7 @@ interface Entry {
   refreshing?: Promise<LookupAddress[]>;
 }
 
-export class BootstrapError extends Error {
+export class BootstrapError extends DohEdgeError {
   readonly code = "bootstrap_failed";
 }
 
@@ -77,33 +78,10 @@ export function createBootstrap(options: BootstrapOptions): Bootstrap {
   const cache = new Map<string, Entry>();
   let queries = 0;
 
-  async function ask(host: string, qtype: 1 | 28): Promise<{ addresses: string[]; ttl: number }> {
-    let query: Uint8Array = buildQuery(host, qtype, { ednsUdpSize: EDNS_UDP_SIZE });
-    if (ecs) query = withClientSubnet(query, ecs);
-    let lastError: unknown;
-    for (const server of servers) {
-      queries++;
-      try {
-        const answer = await server.query(query, AbortSignal.timeout(timeoutMs));
-        const rcode = readRcode(answer);
-        if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) {
-          lastError = new BootstrapError(`${host}: ${server.name} answered rcode ${rcode}`);
-          continue;
-        }
-        const records = decodeMessage(answer).answers ?? [];
-        const wanted = qtype === 1 ? "A" : "AAAA";
-        const found = records.filter((r) => r.type === wanted);
-        const ttl = Math.min(...records.map((r) => r.ttl ?? 0), MAX_TTL_MS / 1000);
-        return { addresses: found.map((r) => String(r.data)), ttl };
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    throw new BootstrapError(`${host}: no bootstrap server answered`, { cause: lastError });
-  }
-
   async function refresh(host: string): Promise<LookupAddress[]> {
-    const [v4, v6] = await Promise.allSettled([ask(host, 1), ask(host, 28)]);
+    const ask = (qtype: 1 | 28) =>
+      askServers(servers, host, qtype, { ecs, timeoutMs, counted: () => queries++ });
+    const [v4, v6] = await Promise.allSettled([ask(1), ask(28)]);
     const addresses: LookupAddress[] = [];
     let ttl = MAX_TTL_MS / 1000;
     if (v4.status === "fulfilled") {
@@ -143,7 +121,54 @@ export function createBootstrap(options: BootstrapOptions): Bootstrap {
     return pending;
   }
 
-  const lookup: LookupFunction = (hostname, lookupOptions, callback) => {
+  const lookup = lookupVia(resolve);
+
+  return {
+    lookup,
+    resolve,
+    get queries() {
+      return queries;
+    },
+    async close() {
+      await Promise.all(servers.map((s) => s.close()));
+    },
+  };
+}
+
+/** Asks each bootstrap server in turn for `host`'s A or AAAA records, until one answers. */
+async function askServers(
+  servers: readonly Upstream[],
+  host: string,
+  qtype: 1 | 28,
+  options: { ecs: Cidr | undefined; timeoutMs: number; counted(): void },
+): Promise<{ addresses: string[]; ttl: number }> {
+  let query: Uint8Array = buildQuery(host, qtype, { ednsUdpSize: EDNS_UDP_SIZE });
+  if (options.ecs) query = withClientSubnet(query, options.ecs);
+  let lastError: unknown;
+  for (const server of servers) {
+    options.counted();
+    try {
+      const answer = await server.query(query, AbortSignal.timeout(options.timeoutMs));
+      const rcode = readRcode(answer);
+      if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) {
+        lastError = new BootstrapError(`${host}: ${server.name} answered rcode ${rcode}`);
+        continue;
+      }
+      const records = decodeMessage(answer).answers ?? [];
+      const wanted = qtype === 1 ? "A" : "AAAA";
+      const found = records.filter((r) => r.type === wanted);
+      const ttl = Math.min(...records.map((r) => r.ttl ?? 0), MAX_TTL_MS / 1000);
+      return { addresses: found.map((r) => String(r.data)), ttl };
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new BootstrapError(`${host}: no bootstrap server answered`, { cause: lastError });
+}
+
+/** A node:net/dgram lookup function answering from `resolve`. */
+function lookupVia(resolve: (host: string) => Promise<LookupAddress[]>): LookupFunction {
+  return (hostname, lookupOptions, callback) => {
     const opts = typeof lookupOptions === "number" ? { family: lookupOptions } : lookupOptions;
     // An address needs no lookup; dgram also asks for its bind address (0.0.0.0) here.
     const literal = isIP(hostname);
@@ -172,17 +197,6 @@ export function createBootstrap(options: BootstrapOptions): Bootstrap {
         callback(error, []);
       },
     );
-  };
-
-  return {
-    lookup,
-    resolve,
-    get queries() {
-      return queries;
-    },
-    async close() {
-      await Promise.all(servers.map((s) => s.close()));
-    },
   };
 }
 

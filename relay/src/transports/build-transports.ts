@@ -4,12 +4,14 @@ import { readFileSync } from "node:fs";
 import { formatHostPort } from "../../../shared/config/ip.ts";
 import type { RelayConfig, RelayUpstreamConfig } from "../../../shared/config/schema.ts";
 import { DOH_PATH } from "../../../shared/doh/doh-request.ts";
+import type { Clock } from "../../../shared/engine/clock.ts";
 import type { Upstream } from "../../../shared/engine/upstream.ts";
 import { createFetchDohUpstream } from "../../../shared/transport/doh-fetch.ts";
-import { type Bootstrap, createBootstrap } from "./bootstrap.ts";
+import { type Bootstrap, createBootstrap, type LookupFunction } from "./bootstrap.ts";
 import { createDohH2Upstream } from "./doh-h2.ts";
 import { createDoh3Upstream } from "./doh3.ts";
 import { createDoqUpstream } from "./doq.ts";
+import { relayClock } from "./relay-clock.ts";
 import { createStreamPool } from "./stream-pool.ts";
 import { createUdpUpstream } from "./udp.ts";
 
@@ -28,7 +30,28 @@ function tlsOptions(upstream: RelayUpstreamConfig) {
   };
 }
 
-export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootstrap): Upstream {
+/** What the QUIC upstreams (quic://, h3://) take from an upstream's config. */
+function quicOptions(upstream: RelayUpstreamConfig, lookup: LookupFunction | undefined) {
+  const { url, name, pool } = upstream;
+  return {
+    name,
+    host: url.host,
+    port: url.port,
+    ...tlsOptions(upstream),
+    connectTimeoutMs: pool.connect_timeout,
+    handshakeTimeoutMs: pool.handshake_timeout,
+    idleTimeoutMs: pool.idle_timeout,
+    maxRetries: pool.max_retries,
+    maxInFlight: pool.max_in_flight,
+    lookup,
+  };
+}
+
+export function buildTransport(
+  upstream: RelayUpstreamConfig,
+  bootstrap?: Bootstrap,
+  clock: Clock = relayClock,
+): Upstream {
   const { url, name, pool } = upstream;
   const lookup = url.hostKind === "name" ? bootstrap?.lookup : undefined;
   switch (url.protocol) {
@@ -39,6 +62,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         port: url.port,
         connectTimeoutMs: pool.connect_timeout,
         lookup,
+        clock,
       });
     case "tcp":
     case "tls":
@@ -54,6 +78,7 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         handshakeTimeoutMs: pool.handshake_timeout,
         maxRetries: pool.max_retries,
         lookup,
+        clock,
       });
     case "http":
       // Plain-HTTP DoH is for loopback, tunnels and `wrangler dev`, which
@@ -76,38 +101,19 @@ export function buildTransport(upstream: RelayUpstreamConfig, bootstrap?: Bootst
         maxRetries: pool.max_retries,
         tls: tlsOptions(upstream),
         lookup,
+        clock,
       });
     }
     case "h3":
       // HTTP/3 only, on one QUIC connection (ALPN h3) like quic://: pool.size does not apply.
       return createDoh3Upstream({
-        name,
-        host: url.host,
-        port: url.port,
+        ...quicOptions(upstream, lookup),
         path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
-        ...tlsOptions(upstream),
-        connectTimeoutMs: pool.connect_timeout,
-        handshakeTimeoutMs: pool.handshake_timeout,
-        idleTimeoutMs: pool.idle_timeout,
-        maxRetries: pool.max_retries,
-        maxInFlight: pool.max_in_flight,
-        lookup,
       });
     case "quic":
       // One QUIC connection carries every query: pool.size does not apply.
-      return createDoqUpstream({
-        name,
-        host: url.host,
-        port: url.port,
-        ...tlsOptions(upstream),
-        connectTimeoutMs: pool.connect_timeout,
-        handshakeTimeoutMs: pool.handshake_timeout,
-        idleTimeoutMs: pool.idle_timeout,
-        maxRetries: pool.max_retries,
-        maxInFlight: pool.max_in_flight,
-        lookup,
-      });
+      return createDoqUpstream({ ...quicOptions(upstream, lookup), clock });
     default: {
       const unknown: never = url.protocol;
       throw new Error(`no transport for ${String(unknown)}://`);
@@ -122,7 +128,8 @@ export interface Transports {
   close(): Promise<void>;
 }
 
-export function buildTransports(config: RelayConfig): Transports {
+/** Every configured upstream's transport; pools keep time by `clock`. */
+export function buildTransports(config: RelayConfig, clock: Clock = relayClock): Transports {
   const bootstrap =
     config.bootstrap.length > 0
       ? createBootstrap({
@@ -130,7 +137,9 @@ export function buildTransports(config: RelayConfig): Transports {
           ...(config.ecs !== undefined ? { ecs: config.ecs } : {}),
         })
       : undefined;
-  const upstreams = new Map(config.upstreams.map((u) => [u.name, buildTransport(u, bootstrap)]));
+  const upstreams = new Map(
+    config.upstreams.map((u) => [u.name, buildTransport(u, bootstrap, clock)]),
+  );
   return {
     upstreams,
     bootstrap,

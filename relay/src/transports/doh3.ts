@@ -13,13 +13,13 @@ import { bracketHost, formatHostPort } from "../../../shared/config/ip.ts";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
-import { unsendable } from "../../../shared/engine/upstream.ts";
-import { pemCertificates } from "./doq.ts";
+import { type PoolStats, unsendable } from "../../../shared/engine/upstream.ts";
+import type { Pool } from "../../../shared/pool/pool.ts";
+import { pemCertificates } from "./doq-certs.ts";
 import { H3Connection, type H3Response, NOT_PROCESSED } from "./h3/connection.ts";
 import { H3_ERROR } from "./h3/frames.ts";
 import type { HeaderField } from "./h3/qpack.ts";
 import { dialQuic } from "./h3/quic-dial.ts";
-import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
 import { buildQuicheConfig, loadQuiche, type QuicheConfig } from "./quiche-link.ts";
 
 export interface Doh3UpstreamOptions {
@@ -57,7 +57,7 @@ interface Session {
   queries: number;
 }
 
-export function createDoh3Upstream(options: Doh3UpstreamOptions): PooledUpstream {
+export function createDoh3Upstream(options: Doh3UpstreamOptions): Pool {
   const { name, host, port } = options;
   const servername = options.servername ?? host;
   const ca = options.ca ?? rootCertificates.join("\n");

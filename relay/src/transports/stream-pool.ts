@@ -1,34 +1,26 @@
 // Pipelined DNS over persistent TCP or TLS connections (RFC 7766 §6.2.1.1,
-// RFC 7858): up to `size` connections per upstream, each carrying up to
-// `maxInFlight` queries at once, answers matched by a message ID the pool
-// assigns (clients' IDs collide; theirs is restored on the way back).
-//
-// Connections stay open between queries and close after `idleTimeoutMs`
-// without traffic, before servers' own idle timers (often ~10 s) fire. A
-// connection the server closes or resets is dropped; the queries it carried
-// are retried on a fresh one (DNS queries are idempotent), waiting out the
-// reconnect backoff if their deadline allows. New queries finding no live
-// connection during a backoff fail at once so the route can try elsewhere.
-// Writes made in one event-loop turn leave in one segment (cork until the
-// check phase). TLS sessions are resumed from the last ticket.
+// RFC 7858): the pool core (shared/pool/pool.ts) with a stream driver. Each
+// connection carries many queries at once, answers matched by a message ID
+// the connection assigns (clients' IDs collide; theirs is restored on the
+// way back). Writes made in one event-loop turn leave in one segment (cork
+// until the check phase). TLS sessions are resumed from the last ticket.
 
 import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
-import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
+import type { Clock } from "../../../shared/engine/clock.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
-import { unsendable } from "../../../shared/engine/upstream.ts";
+import type { OpenContext, PoolConnection, PoolDriver } from "../../../shared/pool/driver.ts";
+import { createOpening } from "../../../shared/pool/opening.ts";
+import { createPool, type Pool } from "../../../shared/pool/pool.ts";
 import type { LookupFunction } from "./bootstrap.ts";
-import type { PooledUpstream, PoolStats } from "./pool-stats.ts";
+import { relayClock } from "./relay-clock.ts";
+import { openErrorCode, type TlsSettings, tlsConnectOptions } from "./tls-options.ts";
 
-export interface StreamPoolTls {
-  servername?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+export type StreamPoolTls = TlsSettings;
 
 export interface StreamPoolOptions {
   name: string;
@@ -50,419 +42,169 @@ export interface StreamPoolOptions {
   maxBackoffMs?: number;
   /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
   lookup?: LookupFunction | undefined;
+  clock?: Clock;
 }
 
-/** One query from the caller until it settles: waiting for a slot, queued on a connection still opening, or sent. */
-interface Job {
-  readonly message: Uint8Array;
-  readonly signal: AbortSignal;
-  readonly resolve: (answer: Uint8Array) => void;
-  readonly reject: (error: UpstreamError) => void;
-  readonly onAbort: () => void;
-  retries: number;
-  conn: Connection | undefined;
-  /** The pool's ID on the wire once sent, else -1. */
-  id: number;
-  /** Waiting out a reconnect backoff. */
-  timer: ReturnType<typeof setTimeout> | undefined;
-  done: boolean;
+interface Pending {
+  resolve(answer: Uint8Array): void;
+  reject(error: UpstreamError): void;
+  /** The caller's message ID, put back on the answer. */
+  callerId: number;
 }
 
-interface Connection {
-  socket: Socket;
-  ready: boolean;
-  /** Jobs assigned to it (queued, or sent and not yet answered). */
-  load: number;
-  /** Jobs assigned before the handshake finished. */
-  queued: Job[];
-  /** Sent jobs by the pool's ID. */
-  pending: Map<number, Job>;
-  nextId: number;
-  sent: number;
-  /** False once closing: takes no new queries. */
-  usable: boolean;
-  idleTimer: ReturnType<typeof setTimeout> | undefined;
-  corked: boolean;
+export function createStreamPool(options: StreamPoolOptions): Pool {
+  const clock = options.clock ?? relayClock;
+  return createPool(createStreamDriver({ ...options, clock }), {
+    name: options.name,
+    size: options.size,
+    maxInFlight: options.maxInFlight,
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxRetries: options.maxRetries,
+    ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
+    clock,
+  });
 }
 
-const TLS_ERROR = /certificate|cert_|self.signed|ssl|tls|handshake|verify/i;
-const NETWORK_ERRORS = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
-
-export function createStreamPool(options: StreamPoolOptions): PooledUpstream {
-  const { name, size, maxInFlight } = options;
-  const maxBackoff = options.maxBackoffMs ?? 5000;
-  const conns: Connection[] = [];
-  /** Closed connections not yet replaced: the next opens count as reconnects. */
-  let lost = 0;
-  let failures = 0;
-  let nextConnectAt = 0;
+/** Opens TCP or TLS connections, each pipelining queries by its own message IDs. */
+export function createStreamDriver(options: StreamPoolOptions & { clock: Clock }): PoolDriver {
   let tlsSession: Buffer | undefined;
-  let closed = false;
-  /** Jobs waiting for a slot, first come first served. */
-  const waiting = new Set<Job>();
-  /** Jobs waiting out a reconnect backoff. */
-  const parked = new Set<Job>();
-  const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
-
-  function remove(conn: Connection) {
-    conn.usable = false;
-    if (conn.idleTimer) clearTimeout(conn.idleTimer);
-    const i = conns.indexOf(conn);
-    if (i >= 0) {
-      conns.splice(i, 1);
-      lost++;
-      pump();
-    }
-  }
-
-  /**
-   * Ends a connection. Its queued jobs fail as a failed connect would; its
-   * sent jobs as a dead connection (both may retry).
-   */
-  function kill(conn: Connection, error: UpstreamError) {
-    remove(conn);
-    conn.socket.destroy();
-    const queued = conn.queued;
-    const sent = [...conn.pending.values()];
-    conn.queued = [];
-    conn.pending.clear();
-    for (const job of queued) {
-      detach(job);
-      acquireFailed(job, error);
-    }
-    for (const job of sent) {
-      detach(job);
-      exchangeFailed(job, error);
-    }
-  }
-
-  function open(): Connection {
-    stats.opened++;
-    if (lost > 0) {
-      lost--;
-      stats.reconnects++;
-    }
-    let socket: Socket;
-    if (options.tls) {
-      const tls: ConnectionOptions = {
-        host: options.host,
-        port: options.port,
-        servername: options.tls.servername ?? (isIp(options.host) ? undefined : options.host),
-        minVersion: "TLSv1.2",
-      };
-      if (options.lookup) tls.lookup = options.lookup;
-      if (options.tls.ca) tls.ca = options.tls.ca;
-      if (options.tls.cert) tls.cert = options.tls.cert;
-      if (options.tls.key) tls.key = options.tls.key;
-      if (tlsSession) tls.session = tlsSession;
-      const tlsSocket = tlsConnect(tls);
-      tlsSocket.on("session", (session: Buffer) => {
+  return {
+    prepare: (message) => (options.tls ? padQuery(message) : message),
+    async open(context) {
+      const socket = options.tls
+        ? tlsConnect(
+            tlsConnectOptions(options.host, options.port, options.tls, {
+              lookup: options.lookup,
+              session: tlsSession,
+            }),
+          )
+        : netConnect({
+            host: options.host,
+            port: options.port,
+            ...(options.lookup ? { lookup: options.lookup } : {}),
+          });
+      socket.on("session", (session: Buffer) => {
         tlsSession = session;
       });
-      socket = tlsSocket;
-    } else {
-      socket = netConnect({
-        host: options.host,
-        port: options.port,
-        ...(options.lookup ? { lookup: options.lookup } : {}),
-      });
-    }
-    socket.setNoDelay(true);
-    const conn: Connection = {
-      socket,
-      ready: false,
-      load: 0,
-      queued: [],
-      pending: new Map(),
-      nextId: randomInt(0x10000),
-      sent: 0,
-      usable: true,
-      idleTimer: undefined,
-      corked: false,
-    };
-    let stage: "connect" | "tls" = "connect";
-    let timer = setTimeout(
-      () => fail(new UpstreamError("connect", name, `${name}: connect timeout`)),
-      options.connectTimeoutMs,
-    );
-    let failed = false;
-    const fail = (error: UpstreamError) => {
-      clearTimeout(timer);
-      if (failed) return;
-      failed = true;
-      failures++;
-      nextConnectAt = Date.now() + Math.min(maxBackoff, 50 * 2 ** Math.min(failures, 10));
-      kill(conn, error);
-    };
-    const ready = () => {
-      clearTimeout(timer);
-      conn.ready = true;
-      failures = 0;
-      attach(conn);
-      const queued = conn.queued;
-      conn.queued = [];
-      for (const job of queued) send(conn, job);
-    };
-    socket.once("connect", () => {
-      if (!options.tls) return ready();
-      stage = "tls";
-      clearTimeout(timer);
-      timer = setTimeout(
-        () => fail(new UpstreamError("tls", name, `${name}: TLS handshake timeout`)),
-        options.handshakeTimeoutMs,
-      );
-    });
-    socket.once("secureConnect", () => {
-      if ((socket as TLSSocket).isSessionReused()) stats.resumed++;
-      ready();
-    });
-    socket.on("error", (error) => {
-      if (conn.ready) {
-        kill(conn, new UpstreamError("read", name, undefined, { cause: error }));
-        return;
-      }
-      // A reset or refusal is the network's doing even mid-handshake (a
-      // server going down); certificate and protocol failures are TLS's.
-      const network = NETWORK_ERRORS.has((error as NodeJS.ErrnoException).code ?? "");
-      const code =
-        !network && (stage === "tls" || TLS_ERROR.test(String(error))) ? "tls" : "connect";
-      fail(new UpstreamError(code, name, undefined, { cause: error }));
-    });
-    socket.on("close", () => {
-      if (conn.ready) kill(conn, new UpstreamError("read", name, `${name}: closed`));
-      else fail(new UpstreamError("connect", name, `${name}: closed`));
-    });
-    conns.push(conn);
-    return conn;
-  }
-
-  /** Read side and lifecycle of a connection that finished its handshake. */
-  function attach(conn: Connection) {
-    const { socket } = conn;
-    const reader = createFrameReader();
-    socket.on("data", (chunk: Buffer) => {
-      const frames = reader.push(chunk);
-      for (const answer of frames) {
-        if (answer.length < 12) {
-          kill(conn, new UpstreamError("malformed_answer", name, `${name}: short frame`));
-          return;
-        }
-        const job = conn.pending.get(readId(answer));
-        if (!job) continue; // a late answer to an abandoned query
-        conn.pending.delete(job.id);
-        detach(job);
-        settle(job);
-        // The frame is ours alone (a plain view of this chunk): the caller's ID goes back in place.
-        setId(answer, readId(job.message));
-        // The caller checks the answer (question, format) and classifies a bad one.
-        job.resolve(answer);
-      }
-    });
-    socket.on("end", () =>
-      kill(conn, new UpstreamError("read", name, `${name}: connection closed by the server`)),
-    );
-  }
-
-  /** Frees the job's place on its connection. */
-  function detach(job: Job) {
-    const conn = job.conn;
-    if (!conn) return;
-    job.conn = undefined;
-    job.id = -1;
-    conn.load--;
-    pump();
-    if (conn.load === 0 && conn.usable) {
-      if (conn.idleTimer) clearTimeout(conn.idleTimer);
-      conn.idleTimer = setTimeout(() => {
-        if (conn.load > 0) return;
-        remove(conn);
-        conn.socket.end();
-      }, options.idleTimeoutMs);
-      conn.idleTimer.unref();
-    }
-  }
-
-  function settle(job: Job) {
-    job.done = true;
-    job.signal.removeEventListener("abort", job.onAbort);
-  }
-
-  function rejectJob(job: Job, error: UpstreamError) {
-    if (job.done) return;
-    settle(job);
-    job.reject(error);
-  }
-
-  /** Hands waiting jobs to connections with room, in arrival order. */
-  function pump() {
-    for (const job of waiting) {
-      let conn: Connection | undefined;
+      socket.setNoDelay(true);
       try {
-        conn = pick();
+        await opened(socket, options, context.signal);
       } catch (error) {
-        waiting.delete(job);
-        acquireFailed(job, error as UpstreamError);
-        continue;
+        socket.destroy();
+        throw error;
       }
-      if (!conn) return;
-      waiting.delete(job);
-      assign(conn, job);
-    }
-  }
-
-  /** The least loaded usable connection, a new one, or undefined when all are full. */
-  function pick(): Connection | undefined {
-    let best: Connection | undefined;
-    for (const c of conns) if (c.usable && (!best || c.load < best.load)) best = c;
-    if (best && best.load === 0) return best;
-    if (conns.length < size) {
-      if (Date.now() >= nextConnectAt) return open();
-      if (!best) throw new UpstreamError("connect", name, `${name}: reconnect backoff`);
-    }
-    return best && best.load < maxInFlight ? best : undefined;
-  }
-
-  function dispatch(job: Job) {
-    if (closed) return rejectJob(job, new UpstreamError("closed", name));
-    let conn: Connection | undefined;
-    try {
-      conn = waiting.size > 0 ? undefined : pick();
-    } catch (error) {
-      return acquireFailed(job, error as UpstreamError);
-    }
-    if (conn) assign(conn, job);
-    else waiting.add(job);
-  }
-
-  function assign(conn: Connection, job: Job) {
-    conn.load++;
-    if (conn.idleTimer) clearTimeout(conn.idleTimer);
-    job.conn = conn;
-    if (conn.ready) send(conn, job);
-    else conn.queued.push(job);
-  }
-
-  function send(conn: Connection, job: Job) {
-    let id = conn.nextId;
-    while (conn.pending.has(id)) id = (id + 1) & 0xffff;
-    conn.nextId = (id + 1) & 0xffff;
-    conn.pending.set(id, job);
-    job.id = id;
-    if (conn.sent++ > 0) stats.reused++;
-    else stats.fresh++;
-    flushSoon(conn);
-    conn.socket.write(frameMessage(job.message, id, Buffer.allocUnsafe));
-  }
-
-  /**
-   * No connection for the job. A retry after a dead connection waits out
-   * reconnect failures while its deadline allows: a server restart costs
-   * latency, not answers. Otherwise the error is the caller's.
-   */
-  function acquireFailed(job: Job, error: UpstreamError) {
-    const recovering = job.retries > 0 && error.code === "connect";
-    if (!recovering || job.signal.aborted || closed) return rejectJob(job, error);
-    job.timer = setTimeout(
-      () => {
-        job.timer = undefined;
-        parked.delete(job);
-        dispatch(job);
-      },
-      Math.max(nextConnectAt - Date.now(), 10),
-    );
-    parked.add(job);
-  }
-
-  /** The job's connection died under it: a fresh one takes it (queries are idempotent). */
-  function exchangeFailed(job: Job, error: UpstreamError) {
-    const died = error.code === "read" || error.code === "malformed_answer";
-    if (!died || job.signal.aborted || closed || job.retries >= options.maxRetries) {
-      return rejectJob(job, error);
-    }
-    job.retries++;
-    dispatch(job);
-  }
-
-  function abort(job: Job) {
-    if (job.done) return;
-    waiting.delete(job);
-    parked.delete(job);
-    if (job.timer) clearTimeout(job.timer);
-    const conn = job.conn;
-    if (conn) {
-      if (job.id >= 0) conn.pending.delete(job.id);
-      else {
-        const i = conn.queued.indexOf(job);
-        if (i >= 0) conn.queued.splice(i, 1);
-      }
-      detach(job);
-    }
-    rejectJob(job, abortedBy(job.signal, name));
-  }
-
-  function flushSoon(conn: Connection) {
-    if (conn.corked) return;
-    conn.corked = true;
-    conn.socket.cork();
-    setImmediate(() => {
-      conn.corked = false;
-      conn.socket.uncork();
-    });
-  }
-
-  return {
-    name,
-    query(message, signal) {
-      if (closed) return Promise.reject(new UpstreamError("closed", name));
-      if (signal.aborted) return Promise.reject(abortedBy(signal, name));
-      const bad = unsendable(message, name);
-      if (bad) return Promise.reject(bad);
-      const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-      const job: Job = {
-        message: options.tls ? padQuery(message) : message,
-        signal,
-        resolve,
-        reject,
-        onAbort: () => abort(job),
-        retries: 0,
-        conn: undefined,
-        id: -1,
-        timer: undefined,
-        done: false,
-      };
-      signal.addEventListener("abort", job.onAbort, { once: true });
-      dispatch(job);
-      return promise;
-    },
-    poolStats(): PoolStats {
-      let inFlight = 0;
-      let open = 0;
-      for (const c of conns) {
-        inFlight += c.pending.size;
-        if (c.sent > 0 || c.usable) open++;
-      }
-      return { open, inFlight, ...stats };
-    },
-    async close() {
-      closed = true;
-      for (const conn of [...conns]) kill(conn, new UpstreamError("closed", name));
-      for (const job of [...waiting, ...parked]) {
-        if (job.timer) clearTimeout(job.timer);
-        rejectJob(job, new UpstreamError("closed", name));
-      }
-      waiting.clear();
-      parked.clear();
+      return streamConnection(socket, options.name, context);
     },
   };
 }
 
-function isIp(host: string): boolean {
-  return host.includes(":") || /^\d+\.\d+\.\d+\.\d+$/.test(host);
+/**
+ * Resolves once `socket` is connected (and its TLS handshake done), within
+ * connectTimeoutMs and then handshakeTimeoutMs; rejects with `connect` or `tls`.
+ */
+function opened(
+  socket: Socket,
+  options: StreamPoolOptions & { clock: Clock },
+  signal: AbortSignal,
+): Promise<void> {
+  const { name } = options;
+  const opening = createOpening(name, options.clock, signal);
+  let handshaking = false;
+  opening.deadline(options.connectTimeoutMs, () => {
+    return new UpstreamError("connect", name, `${name}: connect timeout`);
+  });
+  socket.once("connect", () => {
+    if (!options.tls) return opening.finish();
+    handshaking = true;
+    opening.deadline(options.handshakeTimeoutMs, () => {
+      return new UpstreamError("tls", name, `${name}: TLS handshake timeout`);
+    });
+  });
+  socket.once("secureConnect", () => opening.finish());
+  // These stay (inert once finished) so no error goes unheard before the
+  // connection's own listeners take over.
+  socket.on("error", (error) => {
+    const code = openErrorCode(error, handshaking);
+    opening.finish(new UpstreamError(code, name, undefined, { cause: error }));
+  });
+  socket.on("close", () => opening.finish(new UpstreamError("connect", name, `${name}: closed`)));
+  return opening.done;
+}
+
+/** A connected socket as a pool connection: frames out, answers matched back by ID. */
+function streamConnection(socket: Socket, name: string, context: OpenContext): PoolConnection {
+  const pending = new Map<number, Pending>();
+  const reader = createFrameReader();
+  let nextId = randomInt(0x10000);
+  let corked = false;
+  let gone = false;
+
+  /** Fails everything on the connection and leaves the pool (once). */
+  const fail = (error: UpstreamError) => {
+    if (gone) return;
+    gone = true;
+    socket.destroy();
+    context.lost(error);
+    const waiting = [...pending.values()];
+    pending.clear();
+    for (const p of waiting) p.reject(error);
+  };
+  socket.on("data", (chunk: Buffer) => {
+    for (const answer of reader.push(chunk)) {
+      if (answer.length < 12) {
+        return fail(new UpstreamError("read", name, `${name}: a frame too short for DNS`));
+      }
+      const wanted = pending.get(readId(answer));
+      if (!wanted) continue; // a late answer to an abandoned query
+      pending.delete(readId(answer));
+      // The frame is ours alone (a plain view of this chunk): the caller's ID goes back in place.
+      setId(answer, wanted.callerId);
+      // The caller checks the answer (question, format) and classifies a bad one.
+      wanted.resolve(answer);
+    }
+  });
+  socket.on("error", (error) => fail(new UpstreamError("read", name, undefined, { cause: error })));
+  socket.on("end", () =>
+    fail(new UpstreamError("read", name, `${name}: connection closed by the server`)),
+  );
+  socket.on("close", () => fail(new UpstreamError("read", name, `${name}: closed`)));
+
+  const flushSoon = () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    setImmediate(() => {
+      corked = false;
+      socket.uncork();
+    });
+  };
+
+  return {
+    resumed: (socket as Partial<TLSSocket>).isSessionReused?.() ?? false,
+    exchange(wire, _message, signal) {
+      if (gone) return Promise.reject(new UpstreamError("send", name, `${name}: closed`));
+      let id = nextId;
+      while (pending.has(id)) id = (id + 1) & 0xffff;
+      nextId = (id + 1) & 0xffff;
+      const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+      const onAbort = () => {
+        if (pending.get(id) !== entry) return;
+        pending.delete(id);
+        reject(abortedBy(signal, name));
+      };
+      const entry: Pending = { resolve, reject, callerId: readId(wire) };
+      pending.set(id, entry);
+      signal.addEventListener("abort", onAbort, { once: true });
+      flushSoon();
+      socket.write(frameMessage(wire, id, Buffer.allocUnsafe));
+      return promise.finally(() => signal.removeEventListener("abort", onAbort));
+    },
+    close(graceful) {
+      if (gone) return;
+      if (graceful) {
+        gone = true;
+        socket.end();
+      } else fail(new UpstreamError("closed", name));
+    },
+  };
 }

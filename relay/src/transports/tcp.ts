@@ -6,8 +6,10 @@ import { randomInt } from "node:crypto";
 import { connect } from "node:net";
 import { createFrameReader, frameMessage } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
+import type { Clock } from "../../../shared/engine/clock.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { LookupFunction } from "./bootstrap.ts";
+import { relayClock } from "./relay-clock.ts";
 
 export interface TcpUpstreamOptions {
   name: string;
@@ -17,6 +19,7 @@ export interface TcpUpstreamOptions {
   connectTimeoutMs: number;
   /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
   lookup?: LookupFunction | undefined;
+  clock?: Clock;
 }
 
 /** One query on a fresh connection; resolves with the answer carrying the query's ID. */
@@ -35,12 +38,13 @@ export function tcpExchange(
     }
     let connected = false;
     const socket = connect({ host, port, ...(options.lookup ? { lookup: options.lookup } : {}) });
-    const timer = setTimeout(
+    const clock = options.clock ?? relayClock;
+    const timer = clock.setTimeout(
       () => finish(new UpstreamError("connect", name, `${name}: connect timeout`)),
       options.connectTimeoutMs,
     );
     const finish = (error: UpstreamError | undefined, answer?: Uint8Array) => {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
       socket.destroy();
       if (error) reject(error);
@@ -51,7 +55,7 @@ export function tcpExchange(
     const reader = createFrameReader();
     socket.on("connect", () => {
       connected = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       socket.write(frameMessage(message, id));
     });
     socket.on("data", (chunk) => {

@@ -63,42 +63,97 @@ export function connectUdpSocket(
 }
 
 export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
-  const { name, host, port } = options;
-  const size = options.sockets ?? 4;
-  const queriesPerSocket = options.queriesPerSocket ?? 2000;
-  const slots: (Slot | undefined)[] = new Array(size).fill(undefined);
+  return new UdpUpstream(options);
+}
+
+class UdpUpstream implements Upstream {
+  readonly name: string;
+  private readonly options: UdpUpstreamOptions;
+  private readonly slots: (Slot | undefined)[];
+  private readonly queriesPerSocket: number;
   /** Every open socket, retired ones still awaiting answers included. */
-  const live = new Set<Slot>();
-  let turn = 0;
-  let closed = false;
+  private readonly live = new Set<Slot>();
+  private turn = 0;
+  private closed = false;
 
-  function closeIfDone(slot: Slot) {
-    if (slot.retired && slot.pending.size === 0 && live.delete(slot)) slot.socket.close();
+  constructor(options: UdpUpstreamOptions) {
+    this.name = options.name;
+    this.options = options;
+    this.slots = new Array(options.sockets ?? 4).fill(undefined);
+    this.queriesPerSocket = options.queriesPerSocket ?? 2000;
   }
 
-  function retire(slot: Slot) {
-    slot.retired = true;
-    closeIfDone(slot);
+  query(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new UpstreamError("closed", this.name));
+    const bad = unsendable(message, this.name);
+    if (bad) return Promise.reject(bad);
+    return this.exchange(message, signal).then((answer) => {
+      if ((answer[2]! & 0x02) !== 0) return tcpExchange(this.options, message, signal); // TC
+      // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
+      setId(answer, readId(message));
+      return answer;
+    });
   }
 
-  function settle(waiter: Waiter) {
-    waiter.signal.removeEventListener("abort", waiter.onAbort);
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const slot of [...this.live]) this.fail(slot, new UpstreamError("closed", this.name));
   }
 
-  function fail(slot: Slot, error: UpstreamError) {
-    const index = slots.indexOf(slot);
-    if (index >= 0) slots[index] = undefined;
-    const waiting = [...slot.pending.values()];
-    slot.pending.clear();
-    for (const waiter of waiting) {
-      settle(waiter);
-      waiter.reject(error);
+  private exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    if (signal.aborted) return Promise.reject(abortedBy(signal, this.name));
+    const slot = this.pick();
+    let id = randomInt(0x10000);
+    while (slot.pending.has(id)) id = (id + 1) & 0xffff;
+    const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    const waiter: Waiter = {
+      resolve,
+      reject,
+      signal,
+      onAbort: () => {
+        if (slot.pending.get(id) !== waiter) return;
+        slot.pending.delete(id);
+        this.closeIfDone(slot);
+        reject(abortedBy(signal, this.name));
+      },
+    };
+    signal.addEventListener("abort", waiter.onAbort, { once: true });
+    slot.pending.set(id, waiter);
+    if (slot.connected) this.send(slot, id, message);
+    else {
+      slot.ready.then(
+        () => {
+          if (slot.pending.get(id) === waiter) this.send(slot, id, message);
+        },
+        (error: unknown) =>
+          this.fail(slot, new UpstreamError("send", this.name, undefined, { cause: error })),
+      );
     }
-    retire(slot);
+    return answer;
   }
 
-  function open(): Slot {
-    const { socket, ready } = connectUdpSocket(host, port, options.lookup);
+  /** The next socket in turn, replaced by a fresh one once it carried its share of queries. */
+  private pick(): Slot {
+    const index = this.turn++ % this.slots.length;
+    let slot = this.slots[index];
+    if (slot && slot.uses >= this.queriesPerSocket) {
+      this.retire(slot);
+      slot = undefined;
+    }
+    if (!slot) {
+      slot = this.open();
+      this.slots[index] = slot;
+    }
+    slot.uses++;
+    return slot;
+  }
+
+  private open(): Slot {
+    const { socket, ready } = connectUdpSocket(
+      this.options.host,
+      this.options.port,
+      this.options.lookup,
+    );
     const slot: Slot = {
       socket,
       ready,
@@ -114,7 +169,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
       () => {},
     );
     socket.on("error", (error) =>
-      fail(slot, new UpstreamError("send", name, undefined, { cause: error })),
+      this.fail(slot, new UpstreamError("send", this.name, undefined, { cause: error })),
     );
     // A connected socket only receives from the server; the ID picks the query.
     socket.on("message", (msg) => {
@@ -125,86 +180,41 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
       const waiter = slot.pending.get(id);
       if (!waiter) return;
       slot.pending.delete(id);
-      settle(waiter);
+      waiter.signal.removeEventListener("abort", waiter.onAbort);
       waiter.resolve(answer);
-      closeIfDone(slot);
+      this.closeIfDone(slot);
     });
-    live.add(slot);
-    return slot;
-  }
-
-  function pick(): Slot {
-    const index = turn++ % size;
-    let slot = slots[index];
-    if (slot && slot.uses >= queriesPerSocket) {
-      retire(slot);
-      slot = undefined;
-    }
-    if (!slot) {
-      slot = open();
-      slots[index] = slot;
-    }
-    slot.uses++;
+    this.live.add(slot);
     return slot;
   }
 
   /** Sends with the slot's ID; a send error reaches the socket's "error" event (fail). */
-  function send(slot: Slot, id: number, message: Uint8Array) {
+  private send(slot: Slot, id: number, message: Uint8Array) {
     try {
       slot.socket.send(withId(message, id));
     } catch (error) {
-      fail(slot, new UpstreamError("send", name, undefined, { cause: error }));
+      this.fail(slot, new UpstreamError("send", this.name, undefined, { cause: error }));
     }
   }
 
-  function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    if (signal.aborted) return Promise.reject(abortedBy(signal, name));
-    const slot = pick();
-    let id = randomInt(0x10000);
-    while (slot.pending.has(id)) id = (id + 1) & 0xffff;
-    const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    const waiter: Waiter = {
-      resolve,
-      reject,
-      signal,
-      onAbort: () => {
-        if (slot.pending.get(id) !== waiter) return;
-        slot.pending.delete(id);
-        closeIfDone(slot);
-        reject(abortedBy(signal, name));
-      },
-    };
-    signal.addEventListener("abort", waiter.onAbort, { once: true });
-    slot.pending.set(id, waiter);
-    if (slot.connected) send(slot, id, message);
-    else {
-      slot.ready.then(
-        () => {
-          if (slot.pending.get(id) === waiter) send(slot, id, message);
-        },
-        (error: unknown) =>
-          fail(slot, new UpstreamError("send", name, undefined, { cause: error })),
-      );
+  private fail(slot: Slot, error: UpstreamError) {
+    const index = this.slots.indexOf(slot);
+    if (index >= 0) this.slots[index] = undefined;
+    const waiting = [...slot.pending.values()];
+    slot.pending.clear();
+    for (const waiter of waiting) {
+      waiter.signal.removeEventListener("abort", waiter.onAbort);
+      waiter.reject(error);
     }
-    return answer;
+    this.retire(slot);
   }
 
-  return {
-    name,
-    query(message, signal) {
-      if (closed) return Promise.reject(new UpstreamError("closed", name));
-      const bad = unsendable(message, name);
-      if (bad) return Promise.reject(bad);
-      return exchange(message, signal).then((answer) => {
-        if ((answer[2]! & 0x02) !== 0) return tcpExchange(options, message, signal); // TC
-        // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
-        setId(answer, readId(message));
-        return answer;
-      });
-    },
-    async close() {
-      closed = true;
-      for (const slot of [...live]) fail(slot, new UpstreamError("closed", name));
-    },
-  };
+  private retire(slot: Slot) {
+    slot.retired = true;
+    this.closeIfDone(slot);
+  }
+
+  private closeIfDone(slot: Slot) {
+    if (slot.retired && slot.pending.size === 0 && this.live.delete(slot)) slot.socket.close();
+  }
 }

@@ -2,6 +2,8 @@
 // (`routes[0].upstreams[1]: unknown upstream "quad8"`), plus
 // " (and N more problems)" when there are more.
 
+import { DohEdgeError } from "../../errors.ts";
+
 export type ConfigPathSegment = string | number;
 
 export interface ConfigProblem {
@@ -9,7 +11,7 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends DohEdgeError {
   readonly code = "invalid_config";
   /** Key path of the first problem, e.g. ["routes", 0, "upstreams", 1]. */
   readonly path: ConfigPathSegment[];

@@ -4,6 +4,7 @@
 
 import * as z from "zod";
 import { rrTypeFromName } from "../../dns/codes.ts";
+import { DohEdgeError } from "../../errors.ts";
 import { parseDuration } from "../duration.ts";
 import { DomainNameError, normalizeDomainName } from "../except.ts";
 import { formatIp, parseIp } from "../ip.ts";
@@ -71,7 +72,7 @@ export const oneOrMany = <T extends z.ZodType>(item: T, what: string) =>
     }),
   );
 
-class QtypeError extends Error {
+class QtypeError extends DohEdgeError {
   readonly code = "bad_qtype";
 }
 
@@ -107,7 +108,7 @@ export const hostName = parsedString((text) => {
   return name.slice(0, -1);
 }, "a host name");
 
-export class UrlError extends Error {
+export class UrlError extends DohEdgeError {
   readonly code = "bad_url";
 }
 

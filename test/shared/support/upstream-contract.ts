@@ -23,6 +23,8 @@ export interface UpstreamContractSubject {
   receivedIds?: () => readonly number[];
   /** The query bytes as this runtime's callers hold them (in Node, say, a Buffer). */
   bytes?: (query: Uint8Array) => Uint8Array;
+  /** The upstream keeps connections and must report them (poolStats). */
+  pooled?: boolean;
 }
 
 /** Long enough that a query for it is still in flight when the case aborts it. */
@@ -125,6 +127,19 @@ export function runUpstreamContract(subject: UpstreamContractSubject): void {
         expect(readId(answer)).toBe(3);
       }));
 
+    it("rejects promptly with `aborted` when the signal aborts in the turn it was sent", () =>
+      withUpstream(async (upstream) => {
+        const controller = new AbortController();
+        const started = Date.now();
+        // On a fresh upstream: the abort lands while the connection, if any, is still opening.
+        const pending = upstream.query(query(SLOW, 8), controller.signal);
+        controller.abort(new Error("gave up at once"));
+        await rejection(pending, "aborted");
+        expect(Date.now() - started).toBeLessThan(1500);
+        const answer = await upstream.query(query("0.after.contract.test", 9), live());
+        expect(readId(answer)).toBe(9);
+      }));
+
     it("rejects queries after close with `closed`, whether it was used or not", async () => {
       const unused = await subject.make();
       await unused.close();
@@ -144,6 +159,30 @@ export function runUpstreamContract(subject: UpstreamContractSubject): void {
         const answer = await upstream.query(query("0.good.contract.test", 7), live());
         expect(readId(answer)).toBe(7);
       }));
+
+    if (subject.pooled) {
+      it("reports its connections: each query once, none in flight once answered, none open after close", () =>
+        withUpstream(async (upstream) => {
+          const stats = () => {
+            expect(upstream.poolStats).toBeTypeOf("function");
+            return upstream.poolStats!();
+          };
+          expect(stats()).toMatchObject({ open: 0, inFlight: 0, opened: 0, fresh: 0, reused: 0 });
+          await Promise.all(
+            [1, 2, 3].map((id) => upstream.query(query("0.stats.contract.test", id), live())),
+          );
+          const pending = upstream.query(query("200.stats.contract.test", 4), live());
+          expect(stats().inFlight).toBe(1);
+          await pending;
+          const settled = stats();
+          expect(settled.inFlight).toBe(0);
+          expect(settled.fresh + settled.reused).toBe(4);
+          expect(settled.fresh).toBe(settled.opened);
+          expect(settled.open).toBeGreaterThanOrEqual(1);
+          await upstream.close();
+          expect(stats()).toMatchObject({ open: 0, inFlight: 0 });
+        }));
+    }
 
     const receivedIds = subject.receivedIds;
     if (receivedIds) {

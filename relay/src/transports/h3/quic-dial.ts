@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import type { LookupFunction } from "node:net";
 import { UpstreamError } from "../../../../shared/engine/errors.ts";
-import { verifyChainForIp } from "../doq.ts";
+import { verifyChainForIp } from "../doq-certs.ts";
 import {
   isCryptoError,
   type Quiche,

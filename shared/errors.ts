@@ -1,0 +1,14 @@
+// The one base of the errors doh-edge throws on purpose (config, DNS wire,
+// upstream, policy, plugin, ...): `code` is stable and for programs (tests,
+// logs, metrics labels), `message` is for people. `instanceof DohEdgeError`
+// tells our own failures from bugs and from the runtime's errors.
+
+export abstract class DohEdgeError extends Error {
+  /** Stable, machine-readable; each subclass lists its codes. */
+  abstract readonly code: string;
+
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
