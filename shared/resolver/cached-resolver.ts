@@ -9,8 +9,6 @@
 
 import type { CacheConfig } from "../config/schema.ts";
 import type { Question } from "../dns/wire.ts";
-import { type Clock, systemClock } from "../engine/clock.ts";
-import { type KeepAlive, type Tracked, waitAtMost } from "../engine/shared-work.ts";
 import {
   type AnswerCache,
   adaptAnswer,
@@ -21,6 +19,9 @@ import {
   servedCopy,
 } from "./answer-cache.ts";
 import type { ResolveOutcome, Resolver } from "./create-resolver.ts";
+import { createInFlight, type SharingOptions } from "./in-flight.ts";
+
+export type { SharingOptions };
 
 export interface CachedResolverStats extends CacheStats {
   /** Queries answered by joining an identical one already in flight. */
@@ -49,42 +50,24 @@ export interface SharedCache {
   put(key: string, entry: SharedEntry): Promise<void>;
 }
 
-/**
- * How identical queries share one resolution when the runtime ties work to
- * the request that started it (the worker). The relay passes none.
- */
-export interface SharingOptions {
-  /**
-   * Keeps a shared resolution (and its shared-cache write) running past the
-   * request that started it. Such a resolution runs to its end, filling the
-   * cache, even when every asker has gone: no other request may cancel I/O
-   * its starter owns.
-   */
-  keepAlive?: KeepAlive;
-  /**
-   * How long after a shared resolution started a query that joined it waits
-   * for it; then it takes the resolution as lost and starts its own. Default:
-   * as long as it takes.
-   */
-  joinTimeoutMs?: number;
-  /**
-   * A query that joined another request's resolution looks for its outcome
-   * this often, on its own timer, instead of awaiting its promise (see
-   * shared/engine/shared-work.ts). Default: it awaits the promise.
-   */
-  joinPollMs?: number;
-  clock?: Clock;
-}
-
-interface Shared {
-  outcome: Tracked<ResolveOutcome>;
-  controller: AbortController;
-  askers: number;
-  startedAt: number;
-}
-
 function adapt(outcome: ResolveOutcome, query: Uint8Array): ResolveOutcome {
   return { ...outcome, answer: adaptAnswer(outcome.answer, query) };
+}
+
+/** A fresh answer from the shared cache, kept in the in-memory cache too. */
+async function fromSharedCache(
+  sharedCache: SharedCache,
+  cache: AnswerCache,
+  key: string,
+  query: Uint8Array,
+  now: () => number,
+): Promise<Uint8Array | undefined> {
+  const entry = await sharedCache.get(key).catch(() => undefined);
+  const t = now();
+  if (!entry || t >= entry.expiresAt) return undefined;
+  const answer = servedCopy(entry, t, query);
+  cache.put(key, query, answer);
+  return answer;
 }
 
 export function createCachedResolver(
@@ -94,123 +77,28 @@ export function createCachedResolver(
   sharedCache?: SharedCache,
   sharing: SharingOptions = {},
 ): CachedResolver {
-  const { keepAlive, joinTimeoutMs, joinPollMs } = sharing;
-  const clock = sharing.clock ?? systemClock;
   const cache: AnswerCache = createAnswerCache(config, now);
-  const inFlight = new Map<string, Shared>();
-  let coalesced = 0;
   let sharedHits = 0;
 
-  function resolveShared(key: string, query: Uint8Array, question: Question | undefined): Shared {
-    const controller = new AbortController();
-    let stored: Promise<void> | undefined;
-    const promise = resolver.resolve(query, controller.signal, question).then((outcome) => {
-      if (outcome.kind === "answer" || outcome.kind === "servfail") {
-        const kept = cache.put(key, query, outcome.answer);
-        const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
-        if (ms !== undefined) {
-          const t = now();
-          stored = sharedCache
-            ?.put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
-            .catch(() => {});
-        }
-      }
-      // For joiners that poll; here rather than by track(): no extra reaction.
-      if (joinPollMs !== undefined) shared.outcome.settled = { ok: true, value: outcome };
-      return outcome;
-    });
-    const shared: Shared = {
-      controller,
-      askers: 0,
-      startedAt: joinTimeoutMs === undefined ? 0 : clock.now(),
-      outcome: { promise, settled: undefined },
-    };
-    inFlight.set(key, shared);
-    void shared.outcome.promise.finally(() => {
-      if (inFlight.get(key) === shared) inFlight.delete(key);
-    });
-    keepAlive?.(shared.outcome.promise.then(() => stored));
-    return shared;
+  /** Caches `outcome` (and keeps what the in-memory cache keeps in the shared cache too). */
+  function store(key: string, query: Uint8Array, outcome: ResolveOutcome): ResolveOutcome {
+    if (outcome.kind !== "answer" && outcome.kind !== "servfail") return outcome;
+    const kept = cache.put(key, query, outcome.answer);
+    const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
+    if (ms === undefined || !sharedCache) return outcome;
+    const t = now();
+    const stored = sharedCache
+      .put(key, { answer: outcome.answer, storedAt: t, expiresAt: t + ms })
+      .catch(() => {});
+    sharing.keepAlive?.(stored);
+    return outcome;
   }
 
-  /** An asker stops waiting: the last one out cancels work nobody keeps alive. */
-  function leave(shared: Shared, reason: unknown) {
-    shared.askers--;
-    if (shared.askers === 0 && !keepAlive) shared.controller.abort(reason);
-  }
-
-  /** `shared`'s outcome for one asker; rejects when that asker's signal aborts first. */
-  function join(shared: Shared, signal: AbortSignal | undefined): Promise<ResolveOutcome> {
-    shared.askers++;
-    if (!signal) return shared.outcome.promise;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        leave(shared, signal.reason);
-        reject(signal.reason);
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      shared.outcome.promise.then(
-        (outcome) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(outcome);
-        },
-        (error) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      );
-    });
-  }
-
-  /**
-   * The same for an asker that joined another request's resolution: it looks
-   * for the outcome every joinPollMs on its own timers (when set), and gets
-   * undefined once `ms` have passed.
-   */
-  function joinAtMost(
-    shared: Shared,
-    signal: AbortSignal | undefined,
-    ms: number,
-  ): Promise<ResolveOutcome | undefined> {
-    shared.askers++;
-    return waitAtMost(shared.outcome, { clock, ms, signal, pollMs: joinPollMs }).then(
-      (waited) => {
-        if (waited.settled) return waited.value;
-        leave(shared, undefined);
-        return undefined;
-      },
-      (error: unknown) => {
-        leave(shared, error);
-        throw error;
-      },
-    );
-  }
-
-  /**
-   * The outcome of the resolution of `key` in flight, joined, or of a new one.
-   * A query joining another request's resolution waits at most until
-   * joinTimeoutMs after that one started; past that, the resolution is taken
-   * as lost (its request ended and nothing kept it alive) and this query
-   * joins a fresher one or starts its own, which its own request keeps alive.
-   */
-  function coalesce(
-    key: string,
-    query: Uint8Array,
-    signal: AbortSignal | undefined,
-    question: Question | undefined,
-  ): Promise<ResolveOutcome> {
-    const found = inFlight.get(key);
-    if (!found) return join(resolveShared(key, query, question), signal);
-    coalesced++;
-    if (joinTimeoutMs === undefined) return join(found, signal);
-    const left = found.startedAt + joinTimeoutMs - clock.now();
-    return joinAtMost(found, signal, left).then((outcome) => {
-      if (outcome) return outcome;
-      if (inFlight.get(key) === found) inFlight.delete(key);
-      return coalesce(key, query, signal, question); // join a fresh one, or start it
-    });
-  }
+  const inFlight = createInFlight(
+    (key, query, signal, question) =>
+      resolver.resolve(query, signal, question).then((outcome) => store(key, query, outcome)),
+    sharing,
+  );
 
   async function resolveCached(
     query: Uint8Array,
@@ -222,19 +110,17 @@ export function createCachedResolver(
     if (key === undefined) return resolver.resolve(query, signal, question);
     const hit = cache.get(key, query);
     if (hit) return { kind: "answer", answer: hit, route: "cache", upstream: "cache" };
-    if (sharedCache && !inFlight.has(key)) {
-      const entry = await sharedCache.get(key).catch(() => undefined);
-      const t = now();
-      if (entry && t < entry.expiresAt) {
-        const answer = servedCopy(entry, t, query);
-        cache.put(key, query, answer);
-        sharedHits++;
-        return { kind: "answer", answer, route: "cache", upstream: "shared-cache" };
-      }
+    const shared =
+      sharedCache && !inFlight.has(key)
+        ? await fromSharedCache(sharedCache, cache, key, query, now)
+        : undefined;
+    if (shared) {
+      sharedHits++;
+      return { kind: "answer", answer: shared, route: "cache", upstream: "shared-cache" };
     }
     let outcome: ResolveOutcome;
     try {
-      outcome = await coalesce(key, query, signal, question);
+      outcome = await inFlight.coalesce(key, query, signal, question);
     } catch (error) {
       // This asker gave up (shutdown, client gone): the resolver's answer to aborts.
       return resolver.resolve(query, AbortSignal.abort(error));
@@ -257,6 +143,6 @@ export function createCachedResolver(
     status: () => resolver.status(),
     start: () => resolver.start(),
     close: () => resolver.close(),
-    cacheStats: () => ({ ...cache.stats(), coalesced, sharedHits }),
+    cacheStats: () => ({ ...cache.stats(), coalesced: inFlight.coalesced(), sharedHits }),
   };
 }
