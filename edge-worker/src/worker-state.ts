@@ -13,13 +13,20 @@ import { waitUntil } from "cloudflare:workers";
 import type { Hono } from "hono";
 import { ConfigError } from "../../shared/config/schema/errors.ts";
 import type { PluginsConfig } from "../../shared/config/schema/sections/plugins.ts";
-import { parseWorkerConfig, WORKER_MAX_CONNECTIONS } from "../../shared/config/schema/worker.ts";
+import {
+  parseWorkerConfig,
+  WORKER_MAX_CONNECTIONS,
+  type WorkerConfig,
+} from "../../shared/config/schema/worker.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { systemClock } from "../../shared/engine/clock.ts";
 import type { NameMatcher } from "../../shared/policy/compiled-list.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
-import { createCachedResolver } from "../../shared/resolver/cached-resolver.ts";
+import {
+  type CachedResolver,
+  createCachedResolver,
+} from "../../shared/resolver/cached-resolver.ts";
 import { createResolver, type Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import { createPolicyResolver, type PolicyHook } from "../../shared/resolver/policy-resolver.ts";
@@ -30,7 +37,7 @@ import type { Env } from "./env.ts";
 import { chainHooks, createLuaHook } from "./lua-hook.ts";
 import { createModuleHook } from "./policy-module.ts";
 import { buildTransports, SecretMissingError } from "./transports.ts";
-import { createListLoader, loadWorkerBlocklists } from "./worker-blocklists.ts";
+import { createListLoader, type ListLoader, loadWorkerBlocklists } from "./worker-blocklists.ts";
 
 /** How long past its route's timeout a joined query still waits for the one it joined. */
 const JOIN_GRACE_MS = 1000;
@@ -107,100 +114,21 @@ function secretsKey(env: Env): string {
 
 /** `namespace` names this config (and secrets) in the shared cache. */
 function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
-  if (raw === undefined || raw === null || raw === "") {
-    return { ok: false, message: "DOH_CONFIG is not set (see wrangler.toml [vars])" };
-  }
-  let input = raw;
-  if (typeof raw === "string") {
-    try {
-      input = JSON.parse(raw);
-    } catch (error) {
-      return { ok: false, message: `DOH_CONFIG: not valid JSON: ${(error as Error).message}` };
-    }
-  }
+  const input = configInput(raw);
+  if (!input.ok) return input;
   try {
-    const { config, warnings } = parseWorkerConfig(input);
-    const longestTimeout = Math.max(...config.routes.map((route) => route.timeout));
-    const cachedResolver = createCachedResolver(
-      createResolver({
-        upstreams: config.upstreams,
-        routes: config.routes,
-        transports: buildTransports(config, env),
-        maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
-        selfContainedQueries: true,
-        onAttemptError: (e) =>
-          console.warn(
-            `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
-          ),
-      }),
-      config.cache,
-      Date.now,
-      typeof caches === "undefined" ? undefined : createEdgeCache(caches.default, namespace),
-      {
-        keepAlive: waitUntil,
-        joinTimeoutMs: longestTimeout + JOIN_GRACE_MS,
-        joinPollMs: JOIN_POLL_MS,
-      },
-    );
-    // The policy asks whatever lists have loaded so far: none until the load ends.
-    let loaded: NameMatcher = createSuffixSet();
-    const blocklist: NameMatcher = {
-      matches: (name) => loaded.matches(name),
-      get size() {
-        return loaded.size;
-      },
-    };
-    const lists = config.blocklists.some((list) => !("path" in list))
-      ? createListLoader(
-          async () => {
-            loaded = await loadWorkerBlocklists(config.blocklists, {
-              cache: typeof caches === "undefined" ? undefined : caches.default,
-              assets: env.ASSETS,
-              keepAlive: waitUntil,
-              onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
-            });
-          },
-          { keepAlive: waitUntil, clock: systemClock },
-        )
-      : undefined;
-    lists?.start(); // by the isolate's first request, whatever it asks
+    const { config, warnings } = parseWorkerConfig(input.value);
+    // Transports first: a missing secret fails the config before any list loads.
+    const cachedResolver = buildCachedResolver(config, env, namespace);
+    const { blocklist, lists } = startBlocklists(config, env);
     const { hook, ready } = programmablePolicy(config.plugins);
     const resolver = createPolicyResolver(
       cachedResolver,
       createPolicy({ rules: config.rules, blocklist, allowlist: config.allowlist }),
       hook,
     );
-    if (config.blocklists.some((list) => "path" in list)) {
-      warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
-    }
-    config.routes.forEach((route, i) => {
-      if (route.health_check) {
-        warnings.push(
-          `routes[${i}].health_check: the worker runs no active health checks (a timer cannot outlive its request); it learns health from queries`,
-        );
-      }
-    });
-    const servfailLog = createLogThrottle(10_000);
-    const app = createDohApp({
-      resolve: async (query, { signal }) => {
-        // While its isolate's lists load, a query waits at most LIST_WAIT_MS.
-        const listsReady = lists?.ready();
-        if (listsReady) await listsReady;
-        const outcome = await resolver.resolve(query, signal);
-        if (outcome.kind === "servfail") {
-          const take = servfailLog.take();
-          if (take) {
-            const more =
-              take.suppressed > 0 ? ` (${take.suppressed} more since the last line)` : "";
-            console.warn(
-              `doh-edge SERVFAIL route=${outcome.route}: ${outcome.error.message}${more}`,
-            );
-          }
-        }
-        return outcome.answer;
-      },
-      onError: (error) => console.error("doh-edge internal error:", error),
-    });
+    warnings.push(...unsupportedHere(config));
+    const app = buildApp(resolver, lists);
     return { ok: true, resolver, app, warnings, ...(ready ? { ready } : {}) };
   } catch (error) {
     if (error instanceof ConfigError || error instanceof SecretMissingError) {
@@ -208,4 +136,114 @@ function buildState(raw: unknown, env: Env, namespace: string): WorkerState {
     }
     throw error;
   }
+}
+
+/** DOH_CONFIG as a value to validate: a JSON string parsed, an object as it is. */
+function configInput(raw: unknown): { ok: true; value: unknown } | { ok: false; message: string } {
+  if (raw === undefined || raw === null || raw === "") {
+    return { ok: false, message: "DOH_CONFIG is not set (see wrangler.toml [vars])" };
+  }
+  if (typeof raw !== "string") return { ok: true, value: raw };
+  try {
+    return { ok: true, value: JSON.parse(raw) };
+  } catch (error) {
+    return { ok: false, message: `DOH_CONFIG: not valid JSON: ${(error as Error).message}` };
+  }
+}
+
+/** The routes' resolver behind this isolate's answer cache and the shared edge cache. */
+function buildCachedResolver(config: WorkerConfig, env: Env, namespace: string): CachedResolver {
+  const longestTimeout = Math.max(...config.routes.map((route) => route.timeout));
+  return createCachedResolver(
+    createResolver({
+      upstreams: config.upstreams,
+      routes: config.routes,
+      transports: buildTransports(config, env),
+      maxConcurrentAttempts: WORKER_MAX_CONNECTIONS,
+      selfContainedQueries: true,
+      onAttemptError: (e) =>
+        console.warn(
+          `doh-edge attempt failed: route=${e.route} upstream=${e.upstream} class=${e.errorClass} ${e.error.message}`,
+        ),
+    }),
+    config.cache,
+    Date.now,
+    typeof caches === "undefined" ? undefined : createEdgeCache(caches.default, namespace),
+    {
+      keepAlive: waitUntil,
+      joinTimeoutMs: longestTimeout + JOIN_GRACE_MS,
+      joinPollMs: JOIN_POLL_MS,
+    },
+  );
+}
+
+/**
+ * Starts loading the url block lists (by the isolate's first request, whatever
+ * it asks). The policy asks whatever lists have loaded so far: none until the
+ * load ends. `lists` is undefined when there is nothing to load.
+ */
+function startBlocklists(
+  config: WorkerConfig,
+  env: Env,
+): { blocklist: NameMatcher; lists: ListLoader | undefined } {
+  let loaded: NameMatcher = createSuffixSet();
+  const blocklist: NameMatcher = {
+    matches: (name) => loaded.matches(name),
+    get size() {
+      return loaded.size;
+    },
+  };
+  const lists = config.blocklists.some((list) => !("path" in list))
+    ? createListLoader(
+        async () => {
+          loaded = await loadWorkerBlocklists(config.blocklists, {
+            cache: typeof caches === "undefined" ? undefined : caches.default,
+            assets: env.ASSETS,
+            keepAlive: waitUntil,
+            onError: (error) => console.warn(`doh-edge blocklist: ${String(error)}`),
+          });
+        },
+        { keepAlive: waitUntil, clock: systemClock },
+      )
+    : undefined;
+  lists?.start();
+  return { blocklist, lists };
+}
+
+/** Warnings for what the config asks and a Worker cannot do. */
+function unsupportedHere(config: WorkerConfig): string[] {
+  const warnings: string[] = [];
+  if (config.blocklists.some((list) => "path" in list)) {
+    warnings.push("blocklists: a Worker cannot read files; only url lists are loaded");
+  }
+  config.routes.forEach((route, i) => {
+    if (route.health_check) {
+      warnings.push(
+        `routes[${i}].health_check: the worker runs no active health checks (a timer cannot outlive its request); it learns health from queries`,
+      );
+    }
+  });
+  return warnings;
+}
+
+/** The DoH app: each query waits for the lists, then the resolver; SERVFAILs are logged, throttled. */
+function buildApp(resolver: Resolver, lists: ListLoader | undefined): Hono {
+  const servfailLog = createLogThrottle(10_000);
+  return createDohApp({
+    resolve: async (query, { signal }) => {
+      // While its isolate's lists load, a query waits at most LIST_WAIT_MS.
+      const listsReady = lists?.ready();
+      if (listsReady) await listsReady;
+      const outcome = await resolver.resolve(query, signal);
+      if (outcome.kind === "servfail") {
+        const take = servfailLog.take();
+        if (take) {
+          const more = take.suppressed > 0 ? ` (${take.suppressed} more since the last line)` : "";
+          console.warn(`doh-edge SERVFAIL route=${outcome.route}: ${outcome.error.message}${more}`);
+        }
+      }
+      return outcome.answer;
+    },
+    onError: (error) => console.error("doh-edge internal error:", error),
+  });
 }

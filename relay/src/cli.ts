@@ -22,8 +22,8 @@ import {
 import { loadRelayConfig } from "./config/load-config.ts";
 import { printRelayConfig } from "./config/print-config.ts";
 import { reusePortSupported } from "./listeners/bind.ts";
-import { createLogger, isLogLevel, type Logger, withFields } from "./log.ts";
-import { startRelay } from "./relay.ts";
+import { createLogger, isLogLevel, type Logger, type LogLevel, withFields } from "./log.ts";
+import { type Relay, startRelay } from "./relay.ts";
 import { reportToSupervisor, runSupervisor, WORKER_ENV } from "./supervisor.ts";
 import { loadQuiche } from "./transports/quiche-link.ts";
 
@@ -147,22 +147,21 @@ function oneLine(error: unknown): string {
   return error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parse>;
-  const parse = (a: string[]) =>
-    parseArgs({
-      args: a,
-      options: {
-        config: { type: "string", short: "c" },
-        check: { type: "boolean" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-      },
-      strict: true,
-    });
+/** What the command line asks for, once --help, --version and bad arguments are dealt with. */
+interface CommandLine {
+  path: string | undefined;
+  check: boolean;
+  level: LogLevel | undefined;
+}
+
+/**
+ * The command line read, or the exit code when it is already answered:
+ * --help and --version print and give 0, a bad argument gives 2.
+ */
+function readCommandLine(argv: string[]): CommandLine | number {
+  let args: ReturnType<typeof parseCommandLine>;
   try {
-    args = parse(argv);
+    args = parseCommandLine(argv);
   } catch (error) {
     process.stderr.write(`doh-relay: ${oneLine(error)}\n`);
     return 2;
@@ -175,12 +174,32 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  const levelArg = args.values["log-level"];
-  if (levelArg !== undefined && !isLogLevel(levelArg)) {
+  const level = args.values["log-level"];
+  if (level !== undefined && !isLogLevel(level)) {
     process.stderr.write(`doh-relay: --log-level: use debug, info, warn or error\n`);
     return 2;
   }
-  const path = args.values.config;
+  return { path: args.values.config, check: args.values.check === true, level };
+}
+
+function parseCommandLine(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      config: { type: "string", short: "c" },
+      check: { type: "boolean" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+    },
+    strict: true,
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const commandLine = readCommandLine(argv);
+  if (typeof commandLine === "number") return commandLine;
+  const { path } = commandLine;
 
   let config: RelayConfig;
   try {
@@ -189,12 +208,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${problemLines(error)}\n`);
     return 1;
   }
-  if (args.values.check) {
+  if (commandLine.check) {
     process.stdout.write(printRelayConfig(config));
     return 0;
   }
 
-  const baseLogger = createLogger(levelArg ?? config.log.level);
+  const baseLogger = createLogger(commandLine.level ?? config.log.level);
   const count = workerCount(config);
   if (cluster.isPrimary && count > 1) {
     return runSupervisor({
@@ -205,6 +224,15 @@ export async function main(argv: string[]): Promise<number> {
       ownSockets: await reusePortSupported(),
     });
   }
+  return runOneRelay(config, path, baseLogger);
+}
+
+/** This process as the relay (alone, or as one supervised worker) until a signal stops it. */
+async function runOneRelay(
+  config: RelayConfig,
+  path: string | undefined,
+  baseLogger: Logger,
+): Promise<number> {
   const workerIndex = cluster.isWorker ? Number(process.env[WORKER_ENV]) : undefined;
   const logger: Logger =
     workerIndex === undefined ? baseLogger : withFields(baseLogger, { worker: workerIndex });
@@ -214,7 +242,7 @@ export async function main(argv: string[]): Promise<number> {
       upstreams: DEFAULT_CONFIG_INPUT.upstreams.map((u) => u.url),
     });
   }
-  let relay: Awaited<ReturnType<typeof startRelay>>;
+  let relay: Relay;
   try {
     relay = await startRelay(config, logger, {
       serveOps: cluster.isPrimary,
@@ -226,7 +254,18 @@ export async function main(argv: string[]): Promise<number> {
   }
   logger.info("relay started", { version: version(), pid: process.pid });
   if (cluster.isWorker) reportToSupervisor(relay.ops);
+  return serveUntilSignalled(relay, path, logger);
+}
 
+/**
+ * Serves until SIGTERM or SIGINT, then drains and gives the exit code;
+ * SIGHUP reloads the config file, keeping the running config when the new one is bad.
+ */
+function serveUntilSignalled(
+  relay: Relay,
+  path: string | undefined,
+  logger: Logger,
+): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

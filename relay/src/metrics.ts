@@ -26,121 +26,177 @@ const labels = (l: Record<string, string | number>) =>
     .map(([k, v]) => `${k}="${esc(String(v))}"`)
     .join(",")}}`;
 
-export function createRelayMetrics(): RelayMetrics {
-  /** Per protocol, per rcode (both from small fixed sets, so their hashes are cached). */
-  const queries = new Map<string, Map<string, number>>();
-  const refused = new Map<string, number>();
-  const dropped = new Map<string, number>();
-  const connections = new Map<string, number>();
-  const latency = new Map<string, { sum: number; count: number; buckets: number[] }>();
-  let inFlight = 0;
-  const bump = (m: Map<string, number>, key: string, by = 1) => m.set(key, (m.get(key) ?? 0) + by);
+interface Histogram {
+  sum: number;
+  count: number;
+  buckets: number[];
+}
 
+/** The relay's own counts, as render() reads them. */
+interface RelayCounts {
+  /** Per protocol, per rcode (both from small fixed sets, so their hashes are cached). */
+  queries: Map<string, Map<string, number>>;
+  latency: Map<string, Histogram>;
+  refused: Map<string, number>;
+  /** By protocol and reason, joined by a NUL. */
+  dropped: Map<string, number>;
+  connections: Map<string, number>;
+  inFlight: number;
+}
+
+const bump = (m: Map<string, number>, key: string, by = 1) => m.set(key, (m.get(key) ?? 0) + by);
+
+export function createRelayMetrics(): RelayMetrics {
+  const counts: RelayCounts = {
+    queries: new Map(),
+    latency: new Map(),
+    refused: new Map(),
+    dropped: new Map(),
+    connections: new Map(),
+    inFlight: 0,
+  };
   return {
     query(protocol, rcode, seconds) {
-      let byRcode = queries.get(protocol);
+      let byRcode = counts.queries.get(protocol);
       if (!byRcode) {
         byRcode = new Map();
-        queries.set(protocol, byRcode);
+        counts.queries.set(protocol, byRcode);
       }
       bump(byRcode, rcode);
-      let h = latency.get(protocol);
-      if (!h) {
-        h = { sum: 0, count: 0, buckets: BUCKETS_S.map(() => 0) };
-        latency.set(protocol, h);
-      }
-      h.sum += seconds;
-      h.count++;
-      // Cumulative buckets: every bound at or above the value.
-      for (let i = BUCKETS_S.length - 1; i >= 0 && seconds <= BUCKETS_S[i]!; i--) h.buckets[i]!++;
+      observeLatency(counts.latency, protocol, seconds);
     },
-    refused: (reason) => bump(refused, reason),
-    dropped: (protocol, reason) => bump(dropped, `${protocol}\u0000${reason}`),
+    refused: (reason) => bump(counts.refused, reason),
+    dropped: (protocol, reason) => bump(counts.dropped, `${protocol}\u0000${reason}`),
     inFlight(delta) {
-      inFlight += delta;
+      counts.inFlight += delta;
     },
-    connection: (listener, delta) => bump(connections, listener, delta),
-    refusedCount: (reason) => refused.get(reason) ?? 0,
+    connection: (listener, delta) => bump(counts.connections, listener, delta),
+    refusedCount: (reason) => counts.refused.get(reason) ?? 0,
     render(upstreams, extra = "") {
-      const out: string[] = [];
-      const family = (name: string, type: string, help: string) =>
-        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      family(
-        "doh_relay_queries_total",
-        "counter",
-        "Client queries answered, by protocol and rcode.",
-      );
-      for (const [protocol, byRcode] of queries) {
-        for (const [rcode, n] of byRcode) {
-          out.push(`doh_relay_queries_total${labels({ protocol, rcode })} ${n}`);
-        }
-      }
-      family("doh_relay_query_duration_seconds", "histogram", "Client query latency.");
-      for (const [protocol, h] of latency) {
-        BUCKETS_S.forEach((le, i) => {
-          out.push(
-            `doh_relay_query_duration_seconds_bucket${labels({ protocol, le })} ${h.buckets[i]}`,
-          );
-        });
-        out.push(
-          `doh_relay_query_duration_seconds_bucket${labels({ protocol, le: "+Inf" })} ${h.count}`,
-          `doh_relay_query_duration_seconds_sum${labels({ protocol })} ${h.sum}`,
-          `doh_relay_query_duration_seconds_count${labels({ protocol })} ${h.count}`,
-        );
-      }
-      family("doh_relay_refused_total", "counter", "Queries refused by the relay, by reason.");
-      for (const [reason, n] of refused)
-        out.push(`doh_relay_refused_total${labels({ reason })} ${n}`);
-      family("doh_relay_dropped_total", "counter", "Messages dropped unanswered.");
-      for (const [key, n] of dropped) {
-        const [protocol = "", reason = ""] = key.split("\u0000");
-        out.push(`doh_relay_dropped_total${labels({ protocol, reason })} ${n}`);
-      }
-      family("doh_relay_in_flight", "gauge", "Client queries in flight.");
-      out.push(`doh_relay_in_flight ${inFlight}`);
-      family("doh_relay_connections", "gauge", "Open client connections per listener.");
-      for (const [listener, n] of connections) {
-        out.push(`doh_relay_connections${labels({ listener })} ${n}`);
-      }
-      const up = Object.entries(upstreams);
-      family("request_count_total", "counter", "Upstream attempts.");
-      for (const [upstream, s] of up)
-        out.push(`request_count_total${labels({ upstream })} ${s.request}`);
-      family("request_error_count_total", "counter", "Failed upstream attempts by error class.");
-      for (const [upstream, s] of up) {
-        for (const [error, n] of Object.entries(s.errors)) {
-          out.push(`request_error_count_total${labels({ upstream, error })} ${n}`);
-        }
-      }
-      family("request_cancel_count_total", "counter", "Upstream attempts cancelled.");
-      for (const [upstream, s] of up)
-        out.push(`request_cancel_count_total${labels({ upstream })} ${s.cancel}`);
-      family("response_success_count_total", "counter", "Upstream attempts with a valid response.");
-      for (const [upstream, s] of up)
-        out.push(`response_success_count_total${labels({ upstream })} ${s.success}`);
-      family("response_win_count_total", "counter", "Upstream responses returned to the client.");
-      for (const [upstream, s] of up)
-        out.push(`response_win_count_total${labels({ upstream })} ${s.win}`);
-      family("response_rcode_count_total", "counter", "Upstream responses by rcode.");
-      for (const [upstream, s] of up) {
-        for (const [rcode, n] of Object.entries(s.rcodes)) {
-          out.push(
-            `response_rcode_count_total${labels({ upstream, rcode: rcodeText(Number(rcode)) })} ${n}`,
-          );
-        }
-      }
-      family("request_duration_seconds", "histogram", "Upstream attempt latency.");
-      for (const [upstream, s] of up) {
-        for (const b of s.latency.buckets) {
-          const le = b.le === Number.POSITIVE_INFINITY ? "+Inf" : b.le / 1000;
-          out.push(`request_duration_seconds_bucket${labels({ upstream, le })} ${b.count}`);
-        }
-        out.push(`request_duration_seconds_sum${labels({ upstream })} ${s.latency.sumMs / 1000}`);
-        out.push(`request_duration_seconds_count${labels({ upstream })} ${s.latency.count}`);
-      }
+      const out = [...relayCountLines(counts), ...upstreamCounterLines(upstreams)];
       return `${out.join("\n")}\n${extra}`;
     },
   };
+}
+
+/** Adds one query's latency to its protocol's histogram. */
+function observeLatency(latency: Map<string, Histogram>, protocol: string, seconds: number): void {
+  let h = latency.get(protocol);
+  if (!h) {
+    h = { sum: 0, count: 0, buckets: BUCKETS_S.map(() => 0) };
+    latency.set(protocol, h);
+  }
+  h.sum += seconds;
+  h.count++;
+  // Cumulative buckets: every bound at or above the value.
+  for (let i = BUCKETS_S.length - 1; i >= 0 && seconds <= BUCKETS_S[i]!; i--) h.buckets[i]!++;
+}
+
+/** The HELP and TYPE lines that open a family. */
+const familyHeader = (name: string, type: string, help: string) => [
+  `# HELP ${name} ${help}`,
+  `# TYPE ${name} ${type}`,
+];
+
+/** The relay's own counts, as Prometheus text lines. */
+function relayCountLines(counts: RelayCounts): string[] {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) =>
+    out.push(...familyHeader(name, type, help));
+  family("doh_relay_queries_total", "counter", "Client queries answered, by protocol and rcode.");
+  for (const [protocol, byRcode] of counts.queries) {
+    for (const [rcode, n] of byRcode) {
+      out.push(`doh_relay_queries_total${labels({ protocol, rcode })} ${n}`);
+    }
+  }
+  family("doh_relay_query_duration_seconds", "histogram", "Client query latency.");
+  for (const [protocol, h] of counts.latency) {
+    BUCKETS_S.forEach((le, i) => {
+      out.push(
+        `doh_relay_query_duration_seconds_bucket${labels({ protocol, le })} ${h.buckets[i]}`,
+      );
+    });
+    out.push(
+      `doh_relay_query_duration_seconds_bucket${labels({ protocol, le: "+Inf" })} ${h.count}`,
+      `doh_relay_query_duration_seconds_sum${labels({ protocol })} ${h.sum}`,
+      `doh_relay_query_duration_seconds_count${labels({ protocol })} ${h.count}`,
+    );
+  }
+  family("doh_relay_refused_total", "counter", "Queries refused by the relay, by reason.");
+  for (const [reason, n] of counts.refused) {
+    out.push(`doh_relay_refused_total${labels({ reason })} ${n}`);
+  }
+  family("doh_relay_dropped_total", "counter", "Messages dropped unanswered.");
+  for (const [key, n] of counts.dropped) {
+    const [protocol = "", reason = ""] = key.split("\u0000");
+    out.push(`doh_relay_dropped_total${labels({ protocol, reason })} ${n}`);
+  }
+  family("doh_relay_in_flight", "gauge", "Client queries in flight.");
+  out.push(`doh_relay_in_flight ${counts.inFlight}`);
+  family("doh_relay_connections", "gauge", "Open client connections per listener.");
+  for (const [listener, n] of counts.connections) {
+    out.push(`doh_relay_connections${labels({ listener })} ${n}`);
+  }
+  return out;
+}
+
+/** The resolver's per-upstream accounting (fanout's names), as Prometheus text lines. */
+function upstreamCounterLines(upstreams: Record<string, UpstreamCounterSnapshot>): string[] {
+  const out: string[] = [];
+  const up = Object.entries(upstreams);
+  /** A family with one sample per upstream. */
+  const perUpstream = (
+    name: string,
+    help: string,
+    value: (s: UpstreamCounterSnapshot) => number,
+  ) => {
+    out.push(...familyHeader(name, "counter", help));
+    for (const [upstream, s] of up) out.push(`${name}${labels({ upstream })} ${value(s)}`);
+  };
+  perUpstream("request_count_total", "Upstream attempts.", (s) => s.request);
+  out.push(
+    ...familyHeader(
+      "request_error_count_total",
+      "counter",
+      "Failed upstream attempts by error class.",
+    ),
+  );
+  for (const [upstream, s] of up) {
+    for (const [error, n] of Object.entries(s.errors)) {
+      out.push(`request_error_count_total${labels({ upstream, error })} ${n}`);
+    }
+  }
+  perUpstream("request_cancel_count_total", "Upstream attempts cancelled.", (s) => s.cancel);
+  perUpstream(
+    "response_success_count_total",
+    "Upstream attempts with a valid response.",
+    (s) => s.success,
+  );
+  perUpstream(
+    "response_win_count_total",
+    "Upstream responses returned to the client.",
+    (s) => s.win,
+  );
+  out.push(
+    ...familyHeader("response_rcode_count_total", "counter", "Upstream responses by rcode."),
+  );
+  for (const [upstream, s] of up) {
+    for (const [rcode, n] of Object.entries(s.rcodes)) {
+      out.push(
+        `response_rcode_count_total${labels({ upstream, rcode: rcodeText(Number(rcode)) })} ${n}`,
+      );
+    }
+  }
+  out.push(...familyHeader("request_duration_seconds", "histogram", "Upstream attempt latency."));
+  for (const [upstream, s] of up) {
+    for (const b of s.latency.buckets) {
+      const le = b.le === Number.POSITIVE_INFINITY ? "+Inf" : b.le / 1000;
+      out.push(`request_duration_seconds_bucket${labels({ upstream, le })} ${b.count}`);
+    }
+    out.push(`request_duration_seconds_sum${labels({ upstream })} ${s.latency.sumMs / 1000}`);
+    out.push(`request_duration_seconds_count${labels({ upstream })} ${s.latency.count}`);
+  }
+  return out;
 }
 
 /** A metric family per field of a stats object: [field, name, type, help]. */
@@ -153,7 +209,7 @@ function renderFamilies<T>(
 ): string {
   const out: string[] = [];
   for (const [key, family, type, help] of families) {
-    out.push(`# HELP ${family} ${help}`, `# TYPE ${family} ${type}`);
+    out.push(...familyHeader(family, type, help));
     for (const [sampleLabels, stats] of samples) {
       const text = Object.keys(sampleLabels).length > 0 ? labels(sampleLabels) : "";
       out.push(`${family}${text} ${String(stats[key])}`);

@@ -193,14 +193,7 @@ export async function startRelay(
   { serveOps = true, clock = relayClock, worker, statsdClock }: RelayOptions = {},
 ): Promise<Relay> {
   const lists = await loadLists(config, logger);
-  const statsd = config.metrics.statsd
-    ? createStatsdReporter({
-        config: config.metrics.statsd,
-        logger,
-        ...(worker !== undefined ? { worker } : {}),
-        ...(statsdClock ? { clock: statsdClock } : {}),
-      })
-    : undefined;
+  const statsd = createStatsd(config, logger, worker, statsdClock);
   let core = buildCore(config, logger, lists, statsd, await importLuaVm(config.plugins), clock);
   statsd?.watchPools(() => core.transports);
   const metrics = statsd ? statsd.wrapMetrics(createRelayMetrics()) : createRelayMetrics();
@@ -216,77 +209,20 @@ export async function startRelay(
   const listeners: Listener[] = [];
   let ops: OpsServer | undefined;
   let ready = false;
-  const opsSource: OpsSource = {
-    metrics: () =>
-      metrics.render(
-        core.resolver.counters(),
-        renderPoolStats(core.transports) +
-          renderCacheStats(core.resolver.cacheStats()) +
-          renderPolicyHits(core.resolver.policyHits()),
-      ),
-    ready: () => ready && routeHealth(core).every((route) => route.upstreams.some((u) => u.up)),
-    status: () => ({
-      ready,
-      listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
-      in_flight: handler.inFlight,
-      routes: routeHealth(core),
-      cache: core.resolver.cacheStats(),
-      policy_hits: core.resolver.policyHits(),
-      pools: Object.fromEntries(
-        [...core.transports].flatMap(([name, t]) => {
-          const stats = t.poolStats?.();
-          return stats ? [[name, stats]] : [];
-        }),
-      ),
-      ...(statsd ? { statsd: statsd.stats() } : {}),
-    }),
-  };
+  const opsSource = createOpsSource({
+    core: () => core,
+    ready: () => ready,
+    listeners,
+    handler,
+    metrics,
+    statsd,
+  });
   try {
-    const { listen } = config;
-    if (listen.udp) listeners.push(await startUdpListener(listen.udp, handler, logger));
-    if (listen.tcp) {
-      listeners.push(
-        await startStreamListener({
-          protocol: "tcp",
-          config: listen.tcp,
-          handler,
-          metrics,
-          logger,
-        }),
-      );
+    const transports = () => core.tracked;
+    await startListeners(config.listen, { handler, metrics, logger, transports }, listeners);
+    if (config.listen.metrics && serveOps) {
+      ops = await startOpsServer(config.listen.metrics.addr, opsSource);
     }
-    if (listen.dot) {
-      listeners.push(
-        await startStreamListener({
-          protocol: "dot",
-          config: listen.dot,
-          tls: { cert: listen.dot.cert, key: listen.dot.key },
-          handler,
-          metrics,
-          logger,
-        }),
-      );
-    }
-    // The HTTP listeners load only when configured: @hono/node-server reaches
-    // for Node's fetch classes (Request, Response) as it loads, about 6 MB of
-    // idle memory a relay without DoH or origin listeners does not need.
-    if (listen.doh) {
-      const { startDohListener } = await import("./listeners/doh.ts");
-      listeners.push(await startDohListener({ config: listen.doh, handler, metrics, logger }));
-    }
-    if (listen.origin) {
-      const { readOriginToken, startOriginListener } = await import("./listeners/origin.ts");
-      listeners.push(
-        await startOriginListener({
-          config: listen.origin,
-          transports: () => core.tracked,
-          token: readOriginToken(listen.origin),
-          metrics,
-          logger,
-        }),
-      );
-    }
-    if (listen.metrics && serveOps) ops = await startOpsServer(listen.metrics.addr, opsSource);
   } catch (error) {
     for (const listener of listeners) await listener.close();
     await closeCore(core);
@@ -295,13 +231,7 @@ export async function startRelay(
   }
   core.resolver.start();
   ready = true;
-  for (const l of listeners) logger.info("listening", { listener: l.name, address: l.address });
-  if (ops && config.listen.metrics) {
-    logger.info("listening", {
-      listener: "metrics",
-      address: formatHostPort({ ...config.listen.metrics.addr, port: ops.port }),
-    });
-  }
+  logListening(config, listeners, ops, logger);
 
   return {
     listeners,
@@ -315,41 +245,12 @@ export async function startRelay(
       return ops?.port;
     },
     async reload(next) {
-      // Throws on a config it cannot serve (or lists it cannot read).
-      const fresh = buildCore(
-        next,
-        logger,
-        await loadLists(next, logger),
-        statsd,
-        await importLuaVm(next.plugins),
-        clock,
-      );
-      if (JSON.stringify(next.listen) !== JSON.stringify(core.config.listen)) {
-        logger.warn("listen: changes take effect after a restart", {});
-      }
-      if (JSON.stringify(next.metrics) !== JSON.stringify(core.config.metrics)) {
-        logger.warn("metrics: changes take effect after a restart", {});
-      }
-      const old = core;
-      core = fresh;
-      core.resolver.start();
-      // Queries already running on the old resolver finish there (within their
-      // route timeout); close it after that.
-      const grace = Math.max(0, ...old.config.routes.map((r) => r.timeout)) + 1000;
-      setTimeout(() => void closeCore(old), grace).unref();
-      logger.info("config reloaded", { upstreams: next.upstreams.map((u) => u.name) });
+      core = await replaceCore(core, next, logger, statsd, clock);
     },
     async shutdown(deadlineMs = 5000) {
       ready = false;
       for (const l of listeners) l.stop();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const drained = await Promise.race([
-        handler.drained().then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), deadlineMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      const drained = await drainWithin(handler, deadlineMs);
       if (!drained) {
         shutdownController.abort(new Error("shutting down"));
         await handler.drained();
@@ -362,4 +263,181 @@ export async function startRelay(
       return { drained };
     },
   };
+}
+
+/** The statsd reporter, when metrics.statsd is configured. */
+function createStatsd(
+  config: RelayConfig,
+  logger: Logger,
+  worker: number | undefined,
+  clock: Clock | undefined,
+): StatsdReporter | undefined {
+  if (!config.metrics.statsd) return undefined;
+  return createStatsdReporter({
+    config: config.metrics.statsd,
+    logger,
+    ...(worker !== undefined ? { worker } : {}),
+    ...(clock ? { clock } : {}),
+  });
+}
+
+interface OpsParts {
+  /** The core in use (reload swaps it). */
+  core: () => Core;
+  ready: () => boolean;
+  listeners: readonly Listener[];
+  handler: QueryHandler;
+  metrics: RelayMetrics;
+  statsd: StatsdReporter | undefined;
+}
+
+/** What /metrics, /readyz and /statusz show, read from the core in use at each request. */
+function createOpsSource({
+  core,
+  ready,
+  listeners,
+  handler,
+  metrics,
+  statsd,
+}: OpsParts): OpsSource {
+  return {
+    metrics: () => {
+      const { resolver, transports } = core();
+      return metrics.render(
+        resolver.counters(),
+        renderPoolStats(transports) +
+          renderCacheStats(resolver.cacheStats()) +
+          renderPolicyHits(resolver.policyHits()),
+      );
+    },
+    ready: () => ready() && routeHealth(core()).every((route) => route.upstreams.some((u) => u.up)),
+    status: () => ({
+      ready: ready(),
+      listeners: listeners.map((l) => ({ name: l.name, address: l.address })),
+      in_flight: handler.inFlight,
+      routes: routeHealth(core()),
+      cache: core().resolver.cacheStats(),
+      policy_hits: core().resolver.policyHits(),
+      pools: Object.fromEntries(
+        [...core().transports].flatMap(([name, t]) => {
+          const stats = t.poolStats?.();
+          return stats ? [[name, stats]] : [];
+        }),
+      ),
+      ...(statsd ? { statsd: statsd.stats() } : {}),
+    }),
+  };
+}
+
+interface ListenerParts {
+  handler: QueryHandler;
+  metrics: RelayMetrics;
+  logger: Logger;
+  /** The transports in use, counted and feeding route health, for the origin listener (reload swaps them). */
+  transports: () => ReadonlyMap<string, Upstream>;
+}
+
+/**
+ * Starts each configured listener, pushing it onto `started` as it binds, so
+ * that a caller whose later listener fails can close the ones before it.
+ */
+async function startListeners(
+  listen: RelayConfig["listen"],
+  { handler, metrics, logger, transports }: ListenerParts,
+  started: Listener[],
+): Promise<void> {
+  if (listen.udp) started.push(await startUdpListener(listen.udp, handler, logger));
+  if (listen.tcp) {
+    started.push(
+      await startStreamListener({ protocol: "tcp", config: listen.tcp, handler, metrics, logger }),
+    );
+  }
+  if (listen.dot) {
+    started.push(
+      await startStreamListener({
+        protocol: "dot",
+        config: listen.dot,
+        tls: { cert: listen.dot.cert, key: listen.dot.key },
+        handler,
+        metrics,
+        logger,
+      }),
+    );
+  }
+  // The HTTP listeners load only when configured: @hono/node-server reaches
+  // for Node's fetch classes (Request, Response) as it loads, about 6 MB of
+  // idle memory a relay without DoH or origin listeners does not need.
+  if (listen.doh) {
+    const { startDohListener } = await import("./listeners/doh.ts");
+    started.push(await startDohListener({ config: listen.doh, handler, metrics, logger }));
+  }
+  if (listen.origin) {
+    const { readOriginToken, startOriginListener } = await import("./listeners/origin.ts");
+    started.push(
+      await startOriginListener({
+        config: listen.origin,
+        transports,
+        token: readOriginToken(listen.origin),
+        metrics,
+        logger,
+      }),
+    );
+  }
+}
+
+function logListening(
+  config: RelayConfig,
+  listeners: readonly Listener[],
+  ops: OpsServer | undefined,
+  logger: Logger,
+): void {
+  for (const l of listeners) logger.info("listening", { listener: l.name, address: l.address });
+  if (ops && config.listen.metrics) {
+    logger.info("listening", {
+      listener: "metrics",
+      address: formatHostPort({ ...config.listen.metrics.addr, port: ops.port }),
+    });
+  }
+}
+
+/**
+ * The core for a reloaded config, started; the old one is closed once its
+ * queries in flight have had their route timeout. Throws on a config it
+ * cannot serve (or lists it cannot read), leaving the old core in use.
+ */
+async function replaceCore(
+  old: Core,
+  next: RelayConfig,
+  logger: Logger,
+  statsd: StatsdReporter | undefined,
+  clock: Clock,
+): Promise<Core> {
+  const lists = await loadLists(next, logger);
+  const fresh = buildCore(next, logger, lists, statsd, await importLuaVm(next.plugins), clock);
+  if (JSON.stringify(next.listen) !== JSON.stringify(old.config.listen)) {
+    logger.warn("listen: changes take effect after a restart", {});
+  }
+  if (JSON.stringify(next.metrics) !== JSON.stringify(old.config.metrics)) {
+    logger.warn("metrics: changes take effect after a restart", {});
+  }
+  fresh.resolver.start();
+  // Queries already running on the old resolver finish there (within their
+  // route timeout); close it after that.
+  const grace = Math.max(0, ...old.config.routes.map((r) => r.timeout)) + 1000;
+  setTimeout(() => void closeCore(old), grace).unref();
+  logger.info("config reloaded", { upstreams: next.upstreams.map((u) => u.name) });
+  return fresh;
+}
+
+/** Whether the queries in flight all end within `deadlineMs`. */
+async function drainWithin(handler: QueryHandler, deadlineMs: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const drained = await Promise.race([
+    handler.drained().then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), deadlineMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  return drained;
 }

@@ -11,6 +11,19 @@ import { formatIp, parseIp } from "../ip.ts";
 import { parseUpstreamUrl } from "../upstream-url.ts";
 import { describe, isTypedError } from "./errors.ts";
 
+/** A zod transform through one of our parsers: its typed errors become issues. */
+function issuesFrom<I, T>(parse: (input: I) => T) {
+  return (input: I, ctx: z.core.$RefinementCtx<I>): T => {
+    try {
+      return parse(input);
+    } catch (error) {
+      if (!isTypedError(error)) throw error;
+      ctx.issues.push({ code: "custom", message: error.message, input });
+      return z.NEVER;
+    }
+  };
+}
+
 /** A string parsed by one of our parsers; their typed errors become issues. */
 export function parsedString<T>(parse: (text: string) => T, what: string) {
   return z
@@ -18,15 +31,7 @@ export function parsedString<T>(parse: (text: string) => T, what: string) {
       error: (issue) =>
         issue.input === undefined ? undefined : `expected ${what}, got ${describe(issue.input)}`,
     })
-    .transform((text, ctx): T => {
-      try {
-        return parse(text);
-      } catch (error) {
-        if (!isTypedError(error)) throw error;
-        ctx.issues.push({ code: "custom", message: error.message, input: text });
-        return z.NEVER;
-      }
-    });
+    .transform(issuesFrom(parse));
 }
 
 export const duration = parsedString(parseDuration, 'a duration string such as "5s"');
@@ -91,15 +96,7 @@ export function parseQtype(value: string | number): number {
 
 export const qtype = z
   .union([z.string(), z.number()], { error: 'expected a query type such as "AAAA"' })
-  .transform((value, ctx) => {
-    try {
-      return parseQtype(value);
-    } catch (error) {
-      if (!isTypedError(error)) throw error;
-      ctx.issues.push({ code: "custom", message: error.message, input: value });
-      return z.NEVER;
-    }
-  });
+  .transform(issuesFrom(parseQtype));
 
 export const ipText = parsedString((text) => formatIp(parseIp(text)), "an IP address");
 export const hostName = parsedString((text) => {
