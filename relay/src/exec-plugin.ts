@@ -122,105 +122,138 @@ interface Waiting {
   reject(error: PluginError): void;
 }
 
-function persistent(entry: ExecPluginEntryConfig): ExecPlugin {
-  let child: ChildProcessWithoutNullStreams | undefined;
-  let buffered = "";
-  const queue: Waiting[] = [];
-  let current: (Waiting & { timer: ReturnType<typeof setTimeout> }) | undefined;
-  let closed = false;
+/** Answers a question with its plugin's output line (or the reason it is not an answer). */
+function settleWith(waiting: Waiting, line: string): void {
+  try {
+    waiting.resolve(parse(line.trim()));
+  } catch (error) {
+    waiting.reject(error as PluginError);
+  }
+}
 
-  function stop(reason: PluginError) {
-    const proc = child;
-    child = undefined;
-    buffered = "";
-    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    if (current) {
-      clearTimeout(current.timer);
-      current.reject(reason);
-      current = undefined;
+/** A persistent plugin's process, its events reported as text. */
+function spawnPersistent(
+  entry: ExecPluginEntryConfig,
+  on: { error(message: string): void; exit(why: string): void; data(text: string): void },
+): ChildProcessWithoutNullStreams {
+  const proc = spawn(entry.path, entry.args, { env: {}, stdio: "pipe" });
+  proc.stdin.on("error", () => {});
+  proc.on("error", (error) => on.error(error.message));
+  proc.on("close", (code, signal) => on.exit(`exited with ${signal ?? `code ${code}`}`));
+  proc.stdout.on("data", (chunk: Buffer) => on.data(chunk.toString("utf8")));
+  return proc;
+}
+
+/** One process for all questions, one JSON line in and one out each, asked in turn. */
+class PersistentPlugin implements ExecPlugin {
+  readonly name: string;
+  private child: ChildProcessWithoutNullStreams | undefined;
+  private buffered = "";
+  private readonly queue: Waiting[] = [];
+  private current: (Waiting & { timer: ReturnType<typeof setTimeout> }) | undefined;
+  private closed = false;
+  private readonly entry: ExecPluginEntryConfig;
+
+  constructor(entry: ExecPluginEntryConfig) {
+    this.entry = entry;
+    this.name = entry.name;
+  }
+
+  ask(input: PluginInput): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new PluginError("spawn", "plugin closed"));
+        return;
+      }
+      this.queue.push({ input, resolve, reject });
+      this.next();
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stop(new PluginError("spawn", "plugin closed"));
+    for (const waiting of this.queue.splice(0)) {
+      waiting.reject(new PluginError("spawn", "plugin closed"));
     }
   }
 
-  function start(): ChildProcessWithoutNullStreams {
-    const proc = spawn(entry.path, entry.args, { env: {}, stdio: "pipe" });
-    proc.stdin.on("error", () => {});
-    proc.on("error", (error) => {
-      if (child === proc) stop(new PluginError("spawn", error.message));
-      next();
-    });
-    proc.on("close", (code, signal) => {
-      if (child !== proc) return;
-      stop(new PluginError("crash", `exited with ${signal ?? `code ${code}`}`));
-      next();
-    });
-    proc.stdout.on("data", (chunk: Buffer) => {
-      if (child !== proc) return;
-      buffered += chunk.toString("utf8");
-      if (buffered.length > MAX_OUTPUT) {
-        stop(new PluginError("overflow", "line over 64 KiB"));
-        next();
-        return;
-      }
-      const newline = buffered.indexOf("\n");
-      if (newline < 0 || !current) return;
-      const line = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-      const done = current;
-      current = undefined;
-      clearTimeout(done.timer);
-      try {
-        done.resolve(parse(line.trim()));
-      } catch (error) {
-        done.reject(error as PluginError);
-      }
-      next();
+  /** Kills the process (a fresh one starts for the next question) and fails the current one. */
+  private stop(reason: PluginError): void {
+    const proc = this.child;
+    this.child = undefined;
+    this.buffered = "";
+    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    const current = this.current;
+    this.current = undefined;
+    if (current) {
+      clearTimeout(current.timer);
+      current.reject(reason);
+    }
+  }
+
+  /** Output of the running process: the current question's answer is its next line. */
+  private received(text: string): void {
+    this.buffered += text;
+    if (this.buffered.length > MAX_OUTPUT) {
+      this.stop(new PluginError("overflow", "line over 64 KiB"));
+      this.next();
+      return;
+    }
+    const newline = this.buffered.indexOf("\n");
+    const done = this.current;
+    if (newline < 0 || !done) return;
+    const line = this.buffered.slice(0, newline);
+    this.buffered = this.buffered.slice(newline + 1);
+    this.current = undefined;
+    clearTimeout(done.timer);
+    settleWith(done, line);
+    this.next();
+  }
+
+  private start(): ChildProcessWithoutNullStreams {
+    const proc: ChildProcessWithoutNullStreams = spawnPersistent(this.entry, {
+      error: (message) => {
+        if (this.child === proc) this.stop(new PluginError("spawn", message));
+        this.next();
+      },
+      exit: (why) => {
+        if (this.child !== proc) return;
+        this.stop(new PluginError("crash", why));
+        this.next();
+      },
+      data: (text) => {
+        if (this.child === proc) this.received(text);
+      },
     });
     return proc;
   }
 
-  function next() {
-    if (current || closed) return;
-    const waiting = queue.shift();
+  /** Asks the next waiting question, unless one is being answered. */
+  private next(): void {
+    if (this.current || this.closed) return;
+    const waiting = this.queue.shift();
     if (!waiting) return;
+    let child: ChildProcessWithoutNullStreams;
     try {
-      child ??= start();
+      child = this.child ??= this.start();
     } catch (error) {
       waiting.reject(new PluginError("spawn", (error as Error).message));
-      next();
+      this.next();
       return;
     }
     const timer = setTimeout(() => {
       // A hung plugin: kill it; the next question starts a fresh one.
-      stop(new PluginError("timeout", `no answer within ${entry.timeout} ms`));
-      next();
-    }, entry.timeout);
-    current = { ...waiting, timer };
+      this.stop(new PluginError("timeout", `no answer within ${this.entry.timeout} ms`));
+      this.next();
+    }, this.entry.timeout);
+    this.current = { ...waiting, timer };
     child.stdin.write(`${JSON.stringify(waiting.input)}\n`);
   }
-
-  return {
-    name: entry.name,
-    ask(input) {
-      return new Promise((resolve, reject) => {
-        if (closed) {
-          reject(new PluginError("spawn", "plugin closed"));
-          return;
-        }
-        queue.push({ input, resolve, reject });
-        next();
-      });
-    },
-    close() {
-      closed = true;
-      stop(new PluginError("spawn", "plugin closed"));
-      for (const waiting of queue.splice(0))
-        waiting.reject(new PluginError("spawn", "plugin closed"));
-    },
-  };
 }
 
 export function createExecPlugin(entry: ExecPluginEntryConfig): ExecPlugin {
-  return entry.mode === "persistent" ? persistent(entry) : perQuery(entry);
+  return entry.mode === "persistent" ? new PersistentPlugin(entry) : perQuery(entry);
 }
 
 export interface PluginChain {

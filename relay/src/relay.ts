@@ -17,7 +17,7 @@ import {
 } from "../../shared/resolver/policy-resolver.ts";
 import { type LoadedBlocklists, loadBlocklists } from "./blocklists.ts";
 import { type ClientLimits, createClientLimits } from "./client-limits.ts";
-import { createPluginChain } from "./exec-plugin.ts";
+import { createPluginChain, type PluginChain } from "./exec-plugin.ts";
 import { startStreamListener } from "./listeners/tcp.ts";
 import { type Listener, startUdpListener } from "./listeners/udp.ts";
 import type { Logger } from "./log.ts";
@@ -59,6 +59,45 @@ interface Core {
   limits: ClientLimits;
 }
 
+/** The config's plugins (exec and Lua) as one chain, their failures and print() lines logged, throttled. */
+function buildPlugins(
+  config: RelayConfig,
+  logger: Logger,
+  loadLua: LoadLuaPolicy | undefined,
+): PluginChain | undefined {
+  const pluginLog = createLogThrottle(10_000);
+  const printLog = createLogThrottle(10_000);
+  if (config.plugins.entries.length === 0) return undefined;
+  return createPluginChain(
+    config.plugins,
+    (plugin, error) => {
+      const take = pluginLog.take();
+      if (take) {
+        logger.warn("plugin failed", {
+          plugin,
+          code: error.code,
+          error: error.message,
+          ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+        });
+      }
+    },
+    {
+      ...(loadLua ? { load: loadLua } : {}),
+      // A Lua script's print(): a debugging aid, throttled like failures.
+      onPrint: (plugin, line) => {
+        const take = printLog.take();
+        if (take) {
+          logger.info("plugin print", {
+            plugin,
+            line,
+            ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+          });
+        }
+      },
+    },
+  );
+}
+
 function buildCore(
   config: RelayConfig,
   logger: Logger,
@@ -86,39 +125,7 @@ function buildCore(
   const cached = createCachedResolver(routing, config.cache, () => clock.now(), undefined, {
     clock,
   });
-  const pluginLog = createLogThrottle(10_000);
-  const printLog = createLogThrottle(10_000);
-  const plugins =
-    config.plugins.entries.length > 0
-      ? createPluginChain(
-          config.plugins,
-          (plugin, error) => {
-            const take = pluginLog.take();
-            if (take) {
-              logger.warn("plugin failed", {
-                plugin,
-                code: error.code,
-                error: error.message,
-                ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-              });
-            }
-          },
-          {
-            ...(loadLua ? { load: loadLua } : {}),
-            // A Lua script's print(): a debugging aid, throttled like failures.
-            onPrint: (plugin, line) => {
-              const take = printLog.take();
-              if (take) {
-                logger.info("plugin print", {
-                  plugin,
-                  line,
-                  ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-                });
-              }
-            },
-          },
-        )
-      : undefined;
+  const plugins = buildPlugins(config, logger, loadLua);
   const resolver = createPolicyResolver(
     cached,
     createPolicy({ rules: config.rules, blocklist: blocklists.set, allowlist: config.allowlist }),

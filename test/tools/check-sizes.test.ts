@@ -67,4 +67,14 @@ describe("size check", () => {
     expect(result.code).toBe(1);
     expect(result.output).toMatch(/b\.ts:3: repeats .*a\.ts:2/);
   });
+
+  it("does not count the same import list in two files as a repeat", async () => {
+    const names = Array.from({ length: 8 }, (_, i) => `  name${i},`).join("\n");
+    const imports = `import {\n${names}\n} from "./names.ts";\n`;
+    const result = await check({
+      "a.ts": `${imports}export const a = name0;\n`,
+      "b.ts": `${imports}export const b = name1;\n`,
+    });
+    expect(result).toEqual({ code: 0, output: "sizes: ok\n" });
+  });
 });
