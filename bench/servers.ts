@@ -70,6 +70,8 @@ export async function startRelayProcess(options: {
   workers?: number;
   /** Runs `node entry` (e.g. the release bundle under another Node) instead of relay/src/cli.ts here. */
   command?: { node: string; entry: string };
+  /** Flags for Node before the entry, e.g. ["--cpu-prof", "--cpu-prof-dir=…"]. */
+  nodeArgs?: string[];
 }): Promise<RelayServer> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -86,6 +88,7 @@ export async function startRelayProcess(options: {
   const file = join(options.dir, `relay-${options.name}.yaml`);
   await writeFile(file, JSON.stringify(config, null, 2));
   const proc = startProcess(`relay (${options.name})`, options.command?.node ?? process.execPath, [
+    ...(options.nodeArgs ?? []),
     options.command?.entry ?? fileURLToPath(new URL("../relay/src/cli.ts", import.meta.url)),
     "--config",
     file,
