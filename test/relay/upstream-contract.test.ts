@@ -11,6 +11,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from "node:
 import { afterAll, beforeAll } from "vitest";
 import { createDohH2Upstream } from "../../relay/src/transports/doh-h2.ts";
 import { createDoqUpstream } from "../../relay/src/transports/doq.ts";
+import { createNodeH2Session } from "../../relay/src/transports/h2/node-session.ts";
 import { createStreamPool } from "../../relay/src/transports/stream-pool.ts";
 import { createUdpUpstream } from "../../relay/src/transports/udp.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";
@@ -103,23 +104,29 @@ runUpstreamContract({
 });
 
 for (const method of ["POST", "GET"] as const) {
-  runUpstreamContract({
-    name: `h2 DoH ${method}`,
-    bytes,
-    ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
-    make: () =>
-      createDohH2Upstream({
-        name: "h2",
-        origin: `https://127.0.0.1:${h2.port}`,
-        path: "/dns-query",
-        method,
-        poolSize: 2,
-        maxInFlight: 100,
-        idleTimeoutMs: 5000,
-        tls: { servername: "dns.test", ca },
-        ...timeouts,
-      }),
-  });
+  for (const [client, session] of [
+    ["relay's HTTP/2 client", undefined],
+    ["node:http2", createNodeH2Session],
+  ] as const) {
+    runUpstreamContract({
+      name: `h2 DoH ${method} (${client})`,
+      bytes,
+      ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
+      make: () =>
+        createDohH2Upstream({
+          name: "h2",
+          origin: `https://127.0.0.1:${h2.port}`,
+          path: "/dns-query",
+          method,
+          poolSize: 2,
+          maxInFlight: 100,
+          idleTimeoutMs: 5000,
+          tls: { servername: "dns.test", ca },
+          ...timeouts,
+          ...(session ? { session } : {}),
+        }),
+    });
+  }
 
   runUpstreamContract({
     name: `fetch DoH ${method}`,

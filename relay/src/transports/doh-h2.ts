@@ -4,20 +4,18 @@
 // the pool and a new one is opened on demand; failed connects back off
 // exponentially (connect attempts inside the backoff fail fast). A query on
 // a session that dies under it is retried on a fresh one (maxRetries).
+//
+// The HTTP/2 client is a seam (`session`, a DohSessionFactory): the relay's
+// own (h2/client-session.ts) by default, Node's http2 module
+// (h2/node-session.ts) as the reference.
 
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect,
-  constants,
-  type SecureClientSessionOptions,
-} from "node:http2";
-import { plainBytes } from "../../../shared/dns/bytes.ts";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { readId, setId, withId } from "../../../shared/dns/wire.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import { unsendable } from "../../../shared/engine/upstream.ts";
 import type { LookupFunction } from "./bootstrap.ts";
+import { createH2ClientSession } from "./h2/client-session.ts";
+import type { DohRequest, DohSession, DohSessionFactory } from "./h2/doh-session.ts";
 import type { PooledUpstream } from "./pool-stats.ts";
 
 export interface DohH2UpstreamOptions {
@@ -39,29 +37,32 @@ export interface DohH2UpstreamOptions {
   maxRetries?: number;
   /** Host name resolution (the bootstrap servers); the system resolver otherwise. */
   lookup?: LookupFunction | undefined;
+  /** The HTTP/2 client (default: the relay's own, h2/client-session.ts). */
+  session?: DohSessionFactory;
 }
 
 export type DohH2Upstream = PooledUpstream;
 
 interface PooledSession {
-  session: ClientHttp2Session;
-  ready: Promise<void>;
+  session: DohSession;
   active: number;
   /** Streams opened on this session so far. */
   streams: number;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE } =
-  constants;
 const DNS_MESSAGE = "application/dns-message";
 
 function base64Url(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("base64url");
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64url");
 }
 
 export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstream {
   const { name } = options;
+  const origin = new URL(options.origin);
+  const host = origin.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(origin.port || 443);
+  const makeSession = options.session ?? createH2ClientSession;
   const sessions: PooledSession[] = [];
   const stats = { opened: 0, resumed: 0, reconnects: 0, reused: 0, fresh: 0 };
   /** Sessions lost and not yet replaced: the next opens count as reconnects. */
@@ -69,6 +70,7 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
   let closed = false;
   let failures = 0;
   let nextConnectAt = 0;
+  let tlsSession: Buffer | undefined;
   const maxBackoff = options.maxBackoffMs ?? 5000;
   const maxRetries = options.maxRetries ?? 2;
 
@@ -87,54 +89,39 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
       lost--;
       stats.reconnects++;
     }
-    const connectOptions: SecureClientSessionOptions = {};
-    if (options.tls?.servername) connectOptions.servername = options.tls.servername;
-    if (options.tls?.ca) connectOptions.ca = options.tls.ca;
-    if (options.tls?.cert) connectOptions.cert = options.tls.cert;
-    if (options.tls?.key) connectOptions.key = options.tls.key;
-    if (options.lookup) connectOptions.lookup = options.lookup;
-    const session = connect(options.origin, connectOptions);
-    const entry: PooledSession = {
-      session,
-      active: 0,
-      streams: 0,
-      idleTimer: undefined,
-      ready: new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          reject(new UpstreamError("connect", name, `${name}: connect timeout`));
-          session.destroy();
-        }, options.connectTimeoutMs);
-        session.once("connect", () => {
-          clearTimeout(timer);
-          failures = 0;
-          resolve();
-        });
-        session.once("error", (error) => {
-          clearTimeout(timer);
-          const tls = /certificate|SSL|TLS|self.signed/i.test(String(error));
-          reject(new UpstreamError(tls ? "tls" : "connect", name, undefined, { cause: error }));
-        });
-        session.once("close", () => {
-          clearTimeout(timer);
-          reject(new UpstreamError("connect", name, `${name}: session closed`));
-        });
-      }),
-    };
-    entry.ready.catch(() => {
-      failures++;
-      nextConnectAt = Date.now() + Math.min(maxBackoff, 100 * 2 ** Math.min(failures, 10));
-      drop(entry);
+    const session = makeSession({
+      name,
+      host,
+      port,
+      authority: origin.host,
+      connectTimeoutMs: options.connectTimeoutMs,
+      lookup: options.lookup,
+      tlsSession,
+      onTlsSession: (ticket) => {
+        tlsSession = ticket;
+      },
+      ...(options.tls ? { tls: options.tls } : {}),
     });
-    session.on("error", () => drop(entry));
-    session.on("close", () => drop(entry));
-    session.on("goaway", () => drop(entry));
+    const entry: PooledSession = { session, active: 0, streams: 0, idleTimer: undefined };
+    session.ready.then(
+      () => {
+        failures = 0;
+        if (session.resumed()) stats.resumed++;
+      },
+      () => {
+        failures++;
+        nextConnectAt = Date.now() + Math.min(maxBackoff, 100 * 2 ** Math.min(failures, 10));
+        drop(entry);
+      },
+    );
+    session.onGone(() => drop(entry));
     sessions.push(entry);
     return entry;
   }
 
   function pick(): PooledSession {
     for (const entry of [...sessions]) {
-      if (entry.session.closed || entry.session.destroyed) drop(entry);
+      if (!entry.session.usable()) drop(entry);
     }
     let best: PooledSession | undefined;
     for (const entry of sessions) {
@@ -153,98 +140,41 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
     throw new UpstreamError("busy", name);
   }
 
-  function request(entry: PooledSession, message: Uint8Array, signal: AbortSignal) {
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const headers: Record<string, string> = { accept: DNS_MESSAGE };
-      let stream: ClientHttp2Stream;
-      try {
-        if (options.method === "GET") {
-          const sep = options.path.includes("?") ? "&" : "?";
-          headers[HTTP2_HEADER_METHOD] = "GET";
-          // ID 0 so HTTP caches can share answers (RFC 8484 §4.1); the caller's goes back on the answer.
-          headers[HTTP2_HEADER_PATH] = `${options.path}${sep}dns=${base64Url(withId(message, 0))}`;
-          stream = entry.session.request(headers, { endStream: true });
-        } else {
-          headers[HTTP2_HEADER_METHOD] = "POST";
-          headers[HTTP2_HEADER_PATH] = options.path;
-          headers[HTTP2_HEADER_CONTENT_TYPE] = DNS_MESSAGE;
-          stream = entry.session.request(headers);
-          stream.end(message);
-        }
-      } catch (error) {
-        reject(new UpstreamError("send", name, undefined, { cause: error }));
-        return;
+  function dohRequest(message: Uint8Array): DohRequest {
+    if (options.method === "POST") return { method: "POST", path: options.path, body: message };
+    const sep = options.path.includes("?") ? "&" : "?";
+    // ID 0 so HTTP caches can share answers (RFC 8484 §4.1); the caller's goes back on the answer.
+    return { method: "GET", path: `${options.path}${sep}dns=${base64Url(withId(message, 0))}` };
+  }
+
+  async function request(entry: PooledSession, message: Uint8Array, signal: AbortSignal) {
+    entry.active++;
+    if (entry.streams++ > 0) stats.reused++;
+    else stats.fresh++;
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
+    try {
+      const { status, contentType, body } = await entry.session.request(
+        dohRequest(message),
+        signal,
+      );
+      if (status < 200 || status > 299) {
+        throw new UpstreamError("http_status", name, `${name}: HTTP ${status}`, { status });
       }
-      entry.active++;
-      if (entry.streams++ > 0) stats.reused++;
-      else stats.fresh++;
-      if (entry.idleTimer) clearTimeout(entry.idleTimer);
-      let status = 0;
-      let type = "";
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const done = (error?: UpstreamError, answer?: Uint8Array) => {
-        signal.removeEventListener("abort", onAbort);
-        entry.active--;
-        if (entry.active === 0 && !entry.session.destroyed) {
-          entry.idleTimer = setTimeout(() => {
-            drop(entry);
-            entry.session.close();
-          }, options.idleTimeoutMs);
-          entry.idleTimer.unref();
-        }
-        if (error) reject(error);
-        else resolve(answer as Uint8Array);
-      };
-      let settled = false;
-      const settle = (error?: UpstreamError, answer?: Uint8Array) => {
-        if (settled) return;
-        settled = true;
-        done(error, answer);
-      };
-      const onAbort = () => {
-        stream.close(constants.NGHTTP2_CANCEL);
-        settle(abortedBy(signal, name));
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      stream.on("response", (h) => {
-        status = Number(h[HTTP2_HEADER_STATUS]);
-        type = String(h[HTTP2_HEADER_CONTENT_TYPE] ?? "");
-      });
-      stream.on("data", (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > 65535) {
-          stream.close(constants.NGHTTP2_CANCEL);
-          settle(new UpstreamError("malformed_answer", name, `${name}: answer too large`));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      stream.on("end", () => {
-        if (status === 0) {
-          settle(new UpstreamError("read", name, `${name}: stream ended without a response`));
-          return;
-        }
-        if (status < 200 || status > 299) {
-          settle(new UpstreamError("http_status", name, `${name}: HTTP ${status}`, { status }));
-          return;
-        }
-        if (!type.toLowerCase().startsWith(DNS_MESSAGE)) {
-          settle(new UpstreamError("malformed_answer", name, `${name}: content-type ${type}`));
-          return;
-        }
-        // Fresh memory from concat, ours alone.
-        const answer = plainBytes(Buffer.concat(chunks));
-        if (options.method === "GET" && answer.length >= 12) setId(answer, readId(message));
-        settle(undefined, answer);
-      });
-      stream.on("error", (error) =>
-        settle(new UpstreamError("read", name, undefined, { cause: error })),
-      );
-      stream.on("close", () =>
-        settle(new UpstreamError("read", name, `${name}: stream closed before the answer`)),
-      );
-    });
+      if (!contentType.toLowerCase().startsWith(DNS_MESSAGE)) {
+        throw new UpstreamError("malformed_answer", name, `${name}: content-type ${contentType}`);
+      }
+      if (options.method === "GET" && body.length >= 12) setId(body, readId(message));
+      return body;
+    } finally {
+      entry.active--;
+      if (entry.active === 0 && entry.session.usable()) {
+        entry.idleTimer = setTimeout(() => {
+          drop(entry);
+          entry.session.close();
+        }, options.idleTimeoutMs);
+        entry.idleTimer.unref();
+      }
+    }
   }
 
   return {
@@ -264,11 +194,11 @@ export function createDohH2Upstream(options: DohH2UpstreamOptions): DohH2Upstrea
       // a fresh session, up to maxRetries; other failures are final.
       for (let attempt = 0; ; attempt++) {
         const entry = pick();
-        await entry.ready;
         try {
+          await entry.session.ready;
           return await request(entry, padded, signal);
         } catch (error) {
-          const died = entry.session.destroyed || entry.session.closed || !sessions.includes(entry);
+          const died = !entry.session.usable() || !sessions.includes(entry);
           const retry =
             error instanceof UpstreamError &&
             error.code === "read" &&

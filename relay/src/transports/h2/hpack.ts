@@ -1,0 +1,217 @@
+// HPACK (RFC 7541) for a DoH client: a full decoder, since a server may use
+// every representation, its dynamic table and Huffman coding, and encoding
+// of the few request fields as literals that are never indexed by us (no
+// encoder table, so nothing to keep in step with the server's settings).
+
+import { huffmanDecode } from "./huffman.ts";
+
+/** RFC 7541 Appendix A: index 1–61 (the entry at 0 is a placeholder). */
+const STATIC: readonly (readonly [string, string])[] = [
+  ["", ""],
+  [":authority", ""],
+  [":method", "GET"],
+  [":method", "POST"],
+  [":path", "/"],
+  [":path", "/index.html"],
+  [":scheme", "http"],
+  [":scheme", "https"],
+  [":status", "200"],
+  [":status", "204"],
+  [":status", "206"],
+  [":status", "304"],
+  [":status", "400"],
+  [":status", "404"],
+  [":status", "500"],
+  ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"],
+  ["accept-language", ""],
+  ["accept-ranges", ""],
+  ["accept", ""],
+  ["access-control-allow-origin", ""],
+  ["age", ""],
+  ["allow", ""],
+  ["authorization", ""],
+  ["cache-control", ""],
+  ["content-disposition", ""],
+  ["content-encoding", ""],
+  ["content-language", ""],
+  ["content-length", ""],
+  ["content-location", ""],
+  ["content-range", ""],
+  ["content-type", ""],
+  ["cookie", ""],
+  ["date", ""],
+  ["etag", ""],
+  ["expect", ""],
+  ["expires", ""],
+  ["from", ""],
+  ["host", ""],
+  ["if-match", ""],
+  ["if-modified-since", ""],
+  ["if-none-match", ""],
+  ["if-range", ""],
+  ["if-unmodified-since", ""],
+  ["last-modified", ""],
+  ["link", ""],
+  ["location", ""],
+  ["max-forwards", ""],
+  ["proxy-authenticate", ""],
+  ["proxy-authorization", ""],
+  ["range", ""],
+  ["referer", ""],
+  ["refresh", ""],
+  ["retry-after", ""],
+  ["server", ""],
+  ["set-cookie", ""],
+  ["strict-transport-security", ""],
+  ["transfer-encoding", ""],
+  ["user-agent", ""],
+  ["vary", ""],
+  ["via", ""],
+  ["www-authenticate", ""],
+];
+
+/** Static table indexes of the names a request uses. */
+export const NAME = {
+  authority: 1,
+  path: 4,
+  contentLength: 28,
+  contentType: 31,
+  accept: 19,
+} as const;
+/** Indexed fields (RFC 7541 §6.1) for whole static entries. */
+export const INDEXED = { get: 0x82, post: 0x83, https: 0x87 } as const;
+
+export class HpackError extends Error {}
+
+/** The response fields a DoH client reads; the rest are decoded and dropped. */
+export interface ResponseFields {
+  status: number;
+  contentType: string;
+}
+
+/** One peer's header blocks, in order: the dynamic table lives across them. */
+export interface HpackDecoder {
+  decode(block: Uint8Array): ResponseFields;
+}
+
+/**
+ * A decoder whose dynamic table may hold up to `maxTableSize` octets (our
+ * SETTINGS_HEADER_TABLE_SIZE; 4096 unless we advertise otherwise).
+ */
+export function createHpackDecoder(maxTableSize = 4096): HpackDecoder {
+  /** Newest first. */
+  const table: [string, string][] = [];
+  let size = 0;
+  let limit = maxTableSize;
+  let pos = 0;
+  let block: Uint8Array = new Uint8Array(0);
+
+  function evict() {
+    while (size > limit && table.length > 0) {
+      const [name, value] = table.pop()!;
+      size -= name.length + value.length + 32;
+    }
+  }
+
+  function integer(prefixBits: number): number {
+    const max = (1 << prefixBits) - 1;
+    let value = block[pos++]! & max;
+    if (value < max) return value;
+    for (let shift = 0; ; shift += 7) {
+      if (pos >= block.length || shift > 21) throw new HpackError("bad integer");
+      const byte = block[pos++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+  }
+
+  function string(): string {
+    if (pos >= block.length) throw new HpackError("truncated string");
+    const huffman = (block[pos]! & 0x80) !== 0;
+    const length = integer(7);
+    if (pos + length > block.length) throw new HpackError("truncated string");
+    const raw = block.subarray(pos, pos + length);
+    pos += length;
+    if (!huffman) return Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("latin1");
+    const text = huffmanDecode(raw);
+    if (text === undefined) throw new HpackError("bad Huffman coding");
+    return text;
+  }
+
+  function entry(index: number): readonly [string, string] {
+    if (index > 0 && index < STATIC.length) return STATIC[index]!;
+    const dynamic = table[index - STATIC.length];
+    if (!dynamic) throw new HpackError(`no table entry ${index}`);
+    return dynamic;
+  }
+
+  /** A literal field (RFC 7541 §6.2): name by index or literal, then the value. */
+  function literal(prefixBits: number): [string, string] {
+    const index = integer(prefixBits);
+    const name = index === 0 ? string() : entry(index)[0];
+    return [name, string()];
+  }
+
+  return {
+    decode(input) {
+      block = input;
+      pos = 0;
+      const fields: ResponseFields = { status: 0, contentType: "" };
+      let sawField = false;
+      while (pos < block.length) {
+        const byte = block[pos]!;
+        let field: readonly [string, string];
+        if (byte & 0x80) {
+          field = entry(integer(7));
+        } else if (byte & 0x40) {
+          const added = literal(6);
+          table.unshift(added);
+          size += added[0].length + added[1].length + 32;
+          evict();
+          field = added;
+        } else if (byte & 0x20) {
+          // A table size update comes before the first field of a block (§4.2).
+          const next = integer(5);
+          if (sawField || next > maxTableSize) throw new HpackError("bad table size update");
+          limit = next;
+          evict();
+          continue;
+        } else {
+          field = literal(4);
+        }
+        sawField = true;
+        if (field[0] === ":status") fields.status = Number(field[1]);
+        else if (field[0] === "content-type") fields.contentType = field[1];
+      }
+      return fields;
+    },
+  };
+}
+
+/** An HPACK integer with `prefixBits` bits in its first octet, whose other bits are `flags`. */
+function pushInteger(out: number[], flags: number, prefixBits: number, value: number) {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) {
+    out.push(flags | value);
+    return;
+  }
+  out.push(flags | max);
+  let rest = value - max;
+  while (rest >= 0x80) {
+    out.push((rest & 0x7f) | 0x80);
+    rest >>>= 7;
+  }
+  out.push(rest);
+}
+
+/**
+ * A literal field without indexing (RFC 7541 §6.2.2), its name from the
+ * static table and its value as raw octets (`value` is ASCII).
+ */
+export function literalField(nameIndex: number, value: string): Buffer {
+  const out: number[] = [];
+  pushInteger(out, 0x00, 4, nameIndex);
+  pushInteger(out, 0x00, 7, value.length);
+  return Buffer.concat([Buffer.from(out), Buffer.from(value, "latin1")]);
+}
