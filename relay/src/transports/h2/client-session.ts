@@ -39,6 +39,7 @@ const TLS_ERROR = /certificate|SSL|TLS|self.signed|alert|handshake/i;
 
 interface Stream {
   id: number;
+  request: DohRequest;
   resolve: (response: DohResponse) => void;
   reject: (error: UpstreamError) => void;
   signal: AbortSignal;
@@ -52,17 +53,13 @@ interface Stream {
   size: number;
 }
 
-interface Waiting {
-  request: DohRequest;
-  stream: Stream;
-}
-
 export function createH2ClientSession(options: DohSessionOptions): DohSession {
   const { name } = options;
   const encode = createRequestEncoder(options.authority);
   const decoder = createHpackDecoder();
   const streams = new Map<number, Stream>();
-  const waiting: Waiting[] = [];
+  /** Requests not started yet: before the server's SETTINGS, or over its stream limit. */
+  const waiting: Stream[] = [];
   const goneListeners: (() => void)[] = [];
   let out: Buffer[] = [];
   let flushScheduled = false;
@@ -76,6 +73,9 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
   let closing = false;
   let dead = false;
   let connected = false;
+  /** The server's first SETTINGS arrived: its limits are known, streams may start. */
+  let peerSettled = false;
+  let settleReady: () => void = () => {};
   let failReady: (error: UpstreamError) => void = () => {};
 
   const socket = connectH2Tls(options);
@@ -107,7 +107,7 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
     dead = true;
     markGone();
     failReady(error);
-    for (const stream of [...streams.values(), ...waiting.map((w) => w.stream)]) {
+    for (const stream of [...streams.values(), ...waiting]) {
       detach(stream);
       stream.reject(error);
     }
@@ -140,13 +140,13 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
   }
 
   function startWaiting() {
-    while (connected && waiting.length > 0 && streams.size < peer.maxStreams && !gone) {
-      const next = waiting.shift()!;
-      start(next.request, next.stream);
+    while (peerSettled && waiting.length > 0 && streams.size < peer.maxStreams && !gone) {
+      start(waiting.shift()!);
     }
   }
 
-  function start(request: DohRequest, stream: Stream) {
+  function start(stream: Stream) {
+    const { request } = stream;
     if (nextId > MAX_STREAM_ID) {
       // Stream ids used up: this session takes no more; the pool opens another.
       markGone();
@@ -281,6 +281,16 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
     const stream = streams.get(id);
     if (!stream) return;
     const code = payload.length >= 4 ? readUint32(payload, 0) : 0;
+    if (code === H2_ERROR.REFUSED_STREAM && !gone) {
+      // Refused before any processing (RFC 9113 §8.7): safe to send again, after the others.
+      streams.delete(id);
+      stream.id = 0;
+      stream.chunks = [];
+      stream.size = 0;
+      waiting.push(stream);
+      startWaiting();
+      return;
+    }
     release(stream);
     stream.reject(
       new UpstreamError("read", name, `${name}: stream reset by the server (HTTP/2 error ${code})`),
@@ -307,6 +317,10 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       }
     }
     queue(frame(FRAME.SETTINGS, FLAG.ACK, 0, new Uint8Array(0)));
+    if (!peerSettled) {
+      peerSettled = true;
+      settleReady();
+    }
     sendBlocked();
     startWaiting();
   }
@@ -329,9 +343,9 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
         stream.reject(error);
       }
     }
-    for (const w of waiting.splice(0)) {
-      detach(w.stream);
-      w.stream.reject(error);
+    for (const waiter of waiting.splice(0)) {
+      detach(waiter);
+      waiter.reject(error);
     }
     if (streams.size === 0) die(new UpstreamError("closed", name));
   }
@@ -380,12 +394,16 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
   const reader = createFrameReader(DEFAULT_MAX_FRAME, onFrame);
   const ready = new Promise<void>((resolve, reject) => {
     failReady = reject;
-    let stage: "connect" | "tls" = "connect";
+    settleReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    let stage: "connect" | "tls" | "h2" = "connect";
     const timer = setTimeout(() => {
       const error = new UpstreamError(
         stage === "tls" ? "tls" : "connect",
         name,
-        `${name}: connect timeout`,
+        stage === "h2" ? `${name}: no HTTP/2 SETTINGS from the server` : `${name}: connect timeout`,
       );
       reject(error);
       die(error);
@@ -394,7 +412,7 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       stage = "tls";
     });
     socket.once("secureConnect", () => {
-      clearTimeout(timer);
+      stage = "h2";
       if (socket.alpnProtocol !== "h2") {
         const error = new UpstreamError(
           "tls",
@@ -407,8 +425,6 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       }
       connected = true;
       socket.write(clientPreface(STREAM_WINDOW, CONNECTION_WINDOW));
-      resolve();
-      startWaiting();
     });
     socket.on("error", (cause) => {
       clearTimeout(timer);
@@ -453,6 +469,7 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       const { promise, resolve, reject } = Promise.withResolvers<DohResponse>();
       const stream: Stream = {
         id: 0,
+        request,
         resolve,
         reject,
         signal,
@@ -460,7 +477,7 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
           const error = abortedBy(signal, name);
           if (stream.id !== 0 && streams.get(stream.id) === stream) cancel(stream, error);
           else {
-            const i = waiting.findIndex((w) => w.stream === stream);
+            const i = waiting.indexOf(stream);
             if (i >= 0) waiting.splice(i, 1);
             reject(error);
           }
@@ -473,8 +490,8 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
         size: 0,
       };
       signal.addEventListener("abort", stream.onAbort, { once: true });
-      if (!connected || streams.size >= peer.maxStreams) waiting.push({ request, stream });
-      else start(request, stream);
+      if (!peerSettled || streams.size >= peer.maxStreams) waiting.push(stream);
+      else start(stream);
       return promise;
     },
     close() {
