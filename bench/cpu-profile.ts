@@ -33,16 +33,21 @@ function frameName(node: ProfileNode): string {
   return `${name} ${file}:${lineNumber + 1}`;
 }
 
-/** Self time by frame over the busy samples, largest first. */
-export async function topFrames(file: string, count: number): Promise<Frame[]> {
+/**
+ * Self time by frame over the busy samples, largest first; samples in the
+ * first `skipMs` of the profile (start-up, warm-up) are left out.
+ */
+export async function topFrames(file: string, count: number, skipMs = 0): Promise<Frame[]> {
   const profile = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
   const names = new Map(profile.nodes.map((node) => [node.id, frameName(node)]));
   const self = new Map<string, number>();
   let busy = 0;
+  let elapsed = 0;
   for (const [i, id] of profile.samples.entries()) {
-    const name = names.get(id) ?? "?";
-    if (name === "(idle)") continue;
     const delta = Math.max(0, profile.timeDeltas[i] ?? 0);
+    elapsed += delta;
+    const name = names.get(id) ?? "?";
+    if (name === "(idle)" || elapsed < skipMs * 1000) continue;
     busy += delta;
     self.set(name, (self.get(name) ?? 0) + delta);
   }

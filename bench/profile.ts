@@ -60,6 +60,8 @@ const MAX_QPS = 200_000;
 const REPORT = fileURLToPath(new URL("./profiles.md", import.meta.url));
 
 interface Path {
+  /** Date.now() when its process was started. */
+  started: number;
   id: string;
   title: string;
   port: number;
@@ -126,6 +128,7 @@ async function startPaths(
   const baseline = options.floors ? args.baseline : undefined;
   for (const [id, title, upstream] of relays) {
     for (const root of baseline ? [undefined, baseline] : [undefined]) {
+      const started = Date.now();
       const relay = await startRelayProcess({
         dir,
         name: root ? `baseline-${id}` : id,
@@ -138,6 +141,7 @@ async function startPaths(
       });
       cleanups.push(() => relay.proc.stop());
       paths.push({
+        started,
         id: root ? `baseline-${id}` : id,
         title: root ? `${title} (baseline)` : title,
         port: relay.port,
@@ -152,6 +156,7 @@ async function startPaths(
   ];
   for (const [id, title, script, rest] of floors) {
     const port = await freePort();
+    const started = Date.now();
     const proc = startProcess(id, process.execPath, [
       fileURLToPath(new URL(script, import.meta.url)),
       String(port),
@@ -159,7 +164,7 @@ async function startPaths(
     ]);
     cleanups.push(() => proc.stop());
     await untilReady(proc, () => waitForDns(proc, port, probeName));
-    paths.push({ id, title, port, proc });
+    paths.push({ started, id, title, port, proc });
   }
   return paths;
 }
@@ -260,12 +265,13 @@ async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<
     });
     for (const path of paths) {
       await measure(path, queryFile, 10, 1);
+      const skipMs = Date.now() - path.started;
       await measure(path, queryFile, 50, SECONDS);
       await path.proc.stop();
       const files = await readdir(profDir(path.id));
       if (files.length === 0) continue;
       lines.push(`### ${path.title}`, "", "| self time | frame |", "|---|---|");
-      for (const f of await topFrames(join(profDir(path.id), files[0]!), 15)) {
+      for (const f of await topFrames(join(profDir(path.id), files[0]!), 15, skipMs)) {
         lines.push(`| ${(f.share * 100).toFixed(1)}% | \`${f.frame}\` |`);
       }
       lines.push("");
@@ -319,7 +325,7 @@ async function main(): Promise<void> {
         ? [
             "## Top frames (self time, -q 50, relay under --cpu-prof)",
             "",
-            "The recipe is in bench/profile.ts's header.",
+            "Self time over the measured run only (start-up and warm-up left out), as a share of the busy (non-idle) samples. The recipe is in bench/profile.ts's header.",
             "",
             ...frames,
           ]
