@@ -33,11 +33,17 @@ function frameName(node: ProfileNode): string {
   return `${name} ${file}:${lineNumber + 1}`;
 }
 
+export interface ProfileSummary {
+  frames: Frame[];
+  /** Self time by area (frameArea), largest first. */
+  areas: Frame[];
+}
+
 /**
  * Self time by frame over the busy samples, largest first; samples in the
  * first `skipMs` of the profile (start-up, warm-up) are left out.
  */
-export async function topFrames(file: string, count: number, skipMs = 0): Promise<Frame[]> {
+export async function topFrames(file: string, count: number, skipMs = 0): Promise<ProfileSummary> {
   const profile = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
   const names = new Map(profile.nodes.map((node) => [node.id, frameName(node)]));
   const self = new Map<string, number>();
@@ -51,8 +57,26 @@ export async function topFrames(file: string, count: number, skipMs = 0): Promis
     busy += delta;
     self.set(name, (self.get(name) ?? 0) + delta);
   }
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([frame, time]) => ({ frame, share: busy > 0 ? time / busy : 0 }));
+  const share = ([frame, time]: [string, number]) => ({ frame, share: busy > 0 ? time / busy : 0 });
+  const areas = new Map<string, number>();
+  for (const [frame, time] of self) {
+    areas.set(frameArea(frame), (areas.get(frameArea(frame)) ?? 0) + time);
+  }
+  return {
+    frames: [...self.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)
+      .map(share),
+    areas: [...areas.entries()].sort((a, b) => b[1] - a[1]).map(share),
+  };
+}
+
+/** Where a frame's code lives: the relay's, the shared core's, a dependency's, Node's, or V8's own. */
+export function frameArea(frame: string): string {
+  if (/ relay\//.test(frame)) return "relay/src";
+  if (/ shared\//.test(frame)) return "shared/";
+  if (/ node_modules\//.test(frame)) return "dependencies";
+  if (frame === "(garbage collector)") return "GC";
+  if (/ node:/.test(frame)) return "Node (JS)";
+  return "Node/V8 native";
 }

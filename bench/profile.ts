@@ -3,6 +3,7 @@
 // profile of the relay on each path with its top frames by self time.
 //
 //   node bench/profile.ts [--seconds 5] [--rounds 2] [--levels 10,50] [--no-profile] [--write]
+//     [--paths relay-udp,floor-udp] [--baseline /path/to/another/checkout]
 //
 // Paths: relay → UDP, relay → DoH (POST and GET), relay → DoT, and the Node
 // floors → UDP (bench/node-floor-udp.ts) and → DoT (bench/node-floor.ts),
@@ -37,7 +38,7 @@ import {
 } from "../test/support/processes.ts";
 import { topFrames } from "./cpu-profile.ts";
 import { dnsperf } from "./dnsperf.ts";
-import { cpuSeconds } from "./processes.ts";
+import { cpuSplit } from "./processes.ts";
 import { startRelayProcess } from "./servers.ts";
 
 const { values: args } = parseArgs({
@@ -47,6 +48,8 @@ const { values: args } = parseArgs({
     levels: { type: "string", default: "10,50" },
     "no-profile": { type: "boolean", default: false },
     write: { type: "boolean", default: false },
+    /** Only these path ids (e.g. relay-udp,floor-udp); all by default. */
+    paths: { type: "string" },
     /** Another checkout (e.g. /work/main): its relay runs the same paths, for before/after in one run. */
     baseline: { type: "string" },
   },
@@ -71,6 +74,8 @@ interface Path {
 interface Tally {
   completed: number;
   cpu: number;
+  /** Of `cpu`, in the kernel. */
+  system: number;
   seconds: number;
   latencySum: number;
   runs: number;
@@ -106,7 +111,7 @@ async function startPaths(
   dir: string,
   up: Upstreams,
   cleanups: (() => Promise<unknown>)[],
-  options: { nodeArgs?: (id: string) => string[]; floors: boolean },
+  options: { nodeArgs?: (id: string) => string[] } = {},
 ): Promise<Path[]> {
   const probeName = `h0.${ZONE}`;
   const tls = { ca: up.ca, tls_servername: "dns.test" };
@@ -125,8 +130,10 @@ async function startPaths(
     ],
   ];
   const paths: Path[] = [];
-  const baseline = options.floors ? args.baseline : undefined;
+  const baseline = options.nodeArgs ? undefined : args.baseline;
+  const wanted = (id: string) => !args.paths || args.paths.split(",").includes(id);
   for (const [id, title, upstream] of relays) {
+    if (!wanted(id)) continue;
     for (const root of baseline ? [undefined, baseline] : [undefined]) {
       const started = Date.now();
       const relay = await startRelayProcess({
@@ -149,15 +156,16 @@ async function startPaths(
       });
     }
   }
-  if (!options.floors) return paths;
   const floors: [string, string, string, string[]][] = [
     ["floor-udp", "Node floor → UDP", "./node-floor-udp.ts", [String(up.udp)]],
     ["floor-dot", "Node floor → DoT", "./node-floor.ts", [String(up.dot), up.ca, "dns.test"]],
   ];
   for (const [id, title, script, rest] of floors) {
+    if (!wanted(id)) continue;
     const port = await freePort();
     const started = Date.now();
     const proc = startProcess(id, process.execPath, [
+      ...(options.nodeArgs?.(id) ?? []),
       fileURLToPath(new URL(script, import.meta.url)),
       String(port),
       ...rest,
@@ -171,7 +179,7 @@ async function startPaths(
 
 /** One dnsperf run against `path`, with the path's process CPU over it. */
 async function measure(path: Path, queryFile: string, level: number, seconds: number) {
-  const cpu0 = cpuSeconds(path.proc.child.pid) ?? 0;
+  const before = cpuSplit(path.proc.child.pid) ?? { user: 0, system: 0 };
   const r = await dnsperf({
     target: { port: path.port },
     queryFile,
@@ -179,8 +187,9 @@ async function measure(path: Path, queryFile: string, level: number, seconds: nu
     seconds,
     maxQps: MAX_QPS,
   });
-  const cpu = (cpuSeconds(path.proc.child.pid) ?? 0) - cpu0;
-  return { ...r, cpu };
+  const after = cpuSplit(path.proc.child.pid) ?? before;
+  const system = after.system - before.system;
+  return { ...r, cpu: after.user - before.user + system, system };
 }
 
 /** Rounds × levels × paths, in turn; totals per path and level. */
@@ -192,9 +201,17 @@ async function compare(paths: Path[], queryFile: string): Promise<Map<string, Ta
       for (const path of paths) {
         const r = await measure(path, queryFile, level, SECONDS);
         const key = `${path.id}@${level}`;
-        const t = tallies.get(key) ?? { completed: 0, cpu: 0, seconds: 0, latencySum: 0, runs: 0 };
+        const t = tallies.get(key) ?? {
+          completed: 0,
+          cpu: 0,
+          system: 0,
+          seconds: 0,
+          latencySum: 0,
+          runs: 0,
+        };
         t.completed += r.completed;
         t.cpu += r.cpu;
+        t.system += r.system;
         t.seconds += SECONDS;
         t.latencySum += r.avgLatency;
         t.runs++;
@@ -211,15 +228,15 @@ async function compare(paths: Path[], queryFile: string): Promise<Map<string, Ta
 
 function compareTable(paths: Path[], tallies: Map<string, Tally>): string[] {
   const lines = [
-    "| path | -q | queries/s | avg latency (ms) | CPU ms / 1k q |",
-    "|---|---|---|---|---|",
+    "| path | -q | queries/s | avg latency (ms) | CPU ms / 1k q | of it, kernel |",
+    "|---|---|---|---|---|---|",
   ];
   for (const level of LEVELS) {
     for (const path of paths) {
       const t = tallies.get(`${path.id}@${level}`);
       if (!t) continue;
       lines.push(
-        `| ${path.title} | ${level} | ${(t.completed / t.seconds).toFixed(0)} | ${((t.latencySum / t.runs) * 1000).toFixed(3)} | ${((t.cpu * 1e6) / Math.max(1, t.completed)).toFixed(1)} |`,
+        `| ${path.title} | ${level} | ${(t.completed / t.seconds).toFixed(0)} | ${((t.latencySum / t.runs) * 1000).toFixed(3)} | ${((t.cpu * 1e6) / Math.max(1, t.completed)).toFixed(1)} | ${((t.system * 1e6) / Math.max(1, t.completed)).toFixed(1)} |`,
       );
     }
   }
@@ -260,7 +277,6 @@ async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<
   const lines: string[] = [];
   try {
     const paths = await startPaths(dir, up, cleanups, {
-      floors: false,
       nodeArgs: (id) => ["--cpu-prof", `--cpu-prof-dir=${profDir(id)}`],
     });
     for (const path of paths) {
@@ -270,8 +286,11 @@ async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<
       await path.proc.stop();
       const files = await readdir(profDir(path.id));
       if (files.length === 0) continue;
-      lines.push(`### ${path.title}`, "", "| self time | frame |", "|---|---|");
-      for (const f of await topFrames(join(profDir(path.id), files[0]!), 15, skipMs)) {
+      const summary = await topFrames(join(profDir(path.id), files[0]!), 15, skipMs);
+      const areas = summary.areas.map((a) => `${a.frame} ${(a.share * 100).toFixed(0)}%`);
+      lines.push(`### ${path.title}`, "", `By area: ${areas.join(", ")}.`, "");
+      lines.push("| self time | frame |", "|---|---|");
+      for (const f of summary.frames) {
         lines.push(`| ${(f.share * 100).toFixed(1)}% | \`${f.frame}\` |`);
       }
       lines.push("");
@@ -308,7 +327,7 @@ async function main(): Promise<void> {
       seconds: 2,
       maxQps: 5000,
     });
-    const paths = await startPaths(dir, up, cleanups, { floors: true });
+    const paths = await startPaths(dir, up, cleanups);
     const tallies = await compare(paths, queryFile);
     for (const path of paths) await path.proc.stop();
     const frames = args["no-profile"] ? [] : await profiles(dir, up, queryFile);
