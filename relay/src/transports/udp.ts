@@ -5,7 +5,7 @@
 // after a number of queries so source ports keep changing (RFC 5452). An
 // answer with TC=1 is retried over TCP (RFC 7766 §5).
 
-import { randomInt } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";
 import { plainBytes } from "../../../shared/dns/bytes.ts";
@@ -22,6 +22,8 @@ export interface UdpUpstreamOptions extends TcpUpstreamOptions {
 }
 
 interface Waiter {
+  /** The caller's query: its ID goes back on the answer, and a TC=1 answer retries it over TCP. */
+  readonly query: Uint8Array;
   readonly resolve: (answer: Uint8Array) => void;
   readonly reject: (error: UpstreamError) => void;
   readonly signal: AbortSignal;
@@ -62,6 +64,23 @@ export function connectUdpSocket(
   return { socket, ready };
 }
 
+/**
+ * Unpredictable 16-bit message IDs (RFC 5452), drawn from a batch of random
+ * bytes refilled every 1,024 IDs: one call into the CSPRNG per batch
+ * instead of crypto.randomInt's validation and call per query.
+ */
+function createIdSource(): () => number {
+  const ids = new Uint16Array(1024);
+  let next = ids.length;
+  return () => {
+    if (next === ids.length) {
+      randomFillSync(ids);
+      next = 0;
+    }
+    return ids[next++]!;
+  };
+}
+
 export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   const { name, host, port } = options;
   const size = options.sockets ?? 4;
@@ -71,6 +90,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   const live = new Set<Slot>();
   let turn = 0;
   let closed = false;
+  const randomId = createIdSource();
 
   function closeIfDone(slot: Slot) {
     if (slot.retired && slot.pending.size === 0 && live.delete(slot)) slot.socket.close();
@@ -126,8 +146,15 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
       if (!waiter) return;
       slot.pending.delete(id);
       settle(waiter);
-      waiter.resolve(answer);
       closeIfDone(slot);
+      if ((answer[2]! & 0x02) !== 0) {
+        // TC: the whole answer over TCP.
+        tcpExchange(options, waiter.query, waiter.signal).then(waiter.resolve, waiter.reject);
+        return;
+      }
+      // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
+      setId(answer, readId(waiter.query));
+      waiter.resolve(answer);
     });
     live.add(slot);
     return slot;
@@ -160,10 +187,11 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   function exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(abortedBy(signal, name));
     const slot = pick();
-    let id = randomInt(0x10000);
+    let id = randomId();
     while (slot.pending.has(id)) id = (id + 1) & 0xffff;
     const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
     const waiter: Waiter = {
+      query: message,
       resolve,
       reject,
       signal,
@@ -195,12 +223,7 @@ export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
       if (closed) return Promise.reject(new UpstreamError("closed", name));
       const bad = unsendable(message, name);
       if (bad) return Promise.reject(bad);
-      return exchange(message, signal).then((answer) => {
-        if ((answer[2]! & 0x02) !== 0) return tcpExchange(options, message, signal); // TC
-        // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
-        setId(answer, readId(message));
-        return answer;
-      });
+      return exchange(message, signal);
     },
     async close() {
       closed = true;

@@ -189,29 +189,40 @@ export function createHpackDecoder(maxTableSize = 4096): HpackDecoder {
   };
 }
 
-/** An HPACK integer with `prefixBits` bits in its first octet, whose other bits are `flags`. */
-function pushInteger(out: number[], flags: number, prefixBits: number, value: number) {
+/** Bytes of an HPACK integer with a `prefixBits`-bit prefix. */
+function integerLength(prefixBits: number, value: number): number {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return 1;
+  let n = 2;
+  for (let rest = value - max; rest >= 0x80; rest >>>= 7) n++;
+  return n;
+}
+
+/** Writes an HPACK integer at `at` (its first octet's other bits are 0); returns the end. */
+function writeInteger(out: Uint8Array, at: number, prefixBits: number, value: number): number {
   const max = (1 << prefixBits) - 1;
   if (value < max) {
-    out.push(flags | value);
-    return;
+    out[at] = value;
+    return at + 1;
   }
-  out.push(flags | max);
+  out[at++] = max;
   let rest = value - max;
   while (rest >= 0x80) {
-    out.push((rest & 0x7f) | 0x80);
+    out[at++] = (rest & 0x7f) | 0x80;
     rest >>>= 7;
   }
-  out.push(rest);
+  out[at] = rest;
+  return at + 1;
 }
 
 /**
  * A literal field without indexing (RFC 7541 §6.2.2), its name from the
- * static table and its value as raw octets (`value` is ASCII).
+ * static table and its value as raw octets (`value` is ASCII), in one buffer.
  */
 export function literalField(nameIndex: number, value: string): Buffer {
-  const out: number[] = [];
-  pushInteger(out, 0x00, 4, nameIndex);
-  pushInteger(out, 0x00, 7, value.length);
-  return Buffer.concat([Buffer.from(out), Buffer.from(value, "latin1")]);
+  const head = integerLength(4, nameIndex) + integerLength(7, value.length);
+  const out = Buffer.allocUnsafe(head + value.length);
+  const at = writeInteger(out, writeInteger(out, 0, 4, nameIndex), 7, value.length);
+  out.write(value, at, "latin1");
+  return out;
 }

@@ -14,6 +14,16 @@ export function createRequestEncoder(authority: string): (request: DohRequest) =
   const accept = literalField(NAME.accept, DNS_MESSAGE);
   const getHead = Buffer.concat([Buffer.from([INDEXED.get, INDEXED.https]), authorityField]);
   const postHeads = new Map<string, Buffer>();
+  /** content-length fields by length: padded queries (RFC 8467) come in few lengths. */
+  const lengths = new Map<number, Buffer>();
+  const contentLength = (length: number) => {
+    let field = lengths.get(length);
+    if (!field) {
+      field = literalField(NAME.contentLength, String(length));
+      if (lengths.size < 256) lengths.set(length, field);
+    }
+    return field;
+  };
   const postHead = (path: string) => {
     let head = postHeads.get(path);
     if (!head) {
@@ -31,8 +41,5 @@ export function createRequestEncoder(authority: string): (request: DohRequest) =
   return (request) =>
     request.method === "GET"
       ? Buffer.concat([getHead, literalField(NAME.path, request.path), accept])
-      : Buffer.concat([
-          postHead(request.path),
-          literalField(NAME.contentLength, String(request.body?.length ?? 0)),
-        ]);
+      : Buffer.concat([postHead(request.path), contentLength(request.body?.length ?? 0)]);
 }
