@@ -20,7 +20,7 @@
 // with topFrames() from bench/cpu-profile.ts.
 
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -327,14 +327,22 @@ async function main(): Promise<void> {
       seconds: 2,
       maxQps: 5000,
     });
+    const load0 = loadavg();
     const paths = await startPaths(dir, up, cleanups);
     const tallies = await compare(paths, queryFile);
     for (const path of paths) await path.proc.stop();
+    const load1 = loadavg();
     const frames = args["no-profile"] ? [] : await profiles(dir, up, queryFile);
+    const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" / ");
     const report = [
       "# Relay CPU per path, and where it goes",
       "",
       `Written by \`npm run bench:profile -- --write\` (bench/profile.ts) on ${new Date().toISOString()}: ${ROUNDS} rounds of ${SECONDS} s per path and level, every path in turn, dnsperf -c 1 against unbound answering from cache. CPU = the process's user+system time per 1,000 completed queries.`,
+      "",
+      `Load average (1/5/15 min) at start ${load(load0)}, at end ${load(load1)}, on ${availableParallelism()} CPUs: other work shares the machine, so only ratios within this run mean anything.` +
+        (args.baseline
+          ? ` "(baseline)" rows run the relay of ${args.baseline} in the same rounds; its transports that this checkout did not change show how far two runs of the same code drift here.`
+          : ""),
       "",
       ...compareTable(paths, tallies),
       "",
