@@ -40,6 +40,7 @@ import { topFrames } from "./cpu-profile.ts";
 import { dnsperf } from "./dnsperf.ts";
 import { cpuSplit } from "./processes.ts";
 import { startRelayProcess } from "./servers.ts";
+import { transportCpu } from "./transport-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -331,6 +332,15 @@ async function main(): Promise<void> {
     const paths = await startPaths(dir, up, cleanups);
     const tallies = await compare(paths, queryFile);
     for (const path of paths) await path.proc.stop();
+    const transports = await transportCpu(
+      {
+        dotPort: up.dot,
+        dohPort: up.doh,
+        caFile: up.ca,
+        names: Array.from({ length: HOSTS }, (_, i) => `h${i}.${ZONE}`),
+      },
+      ROUNDS,
+    );
     const load1 = loadavg();
     const frames = args["no-profile"] ? [] : await profiles(dir, up, queryFile);
     const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" / ");
@@ -348,11 +358,17 @@ async function main(): Promise<void> {
       "",
       ...ratioLines(tallies),
       "",
+      "## The transports alone",
+      "",
+      "bench/transport-cpu.ts: each transport in the bench's own process, 50 queries in flight to the same unbound, 20,000 queries per round, rounds in turn; no relay engine, no dnsperf, no UDP legs.",
+      "",
+      ...transports,
+      "",
       ...(frames.length > 0
         ? [
             "## Top frames (self time, -q 50, relay under --cpu-prof)",
             "",
-            "Self time over the measured run only (start-up and warm-up left out), as a share of the busy (non-idle) samples. The recipe is in bench/profile.ts's header.",
+            "Self time over the measured run only (start-up and warm-up left out), as a share of the busy (non-idle) samples. The recipe is in bench/profile.ts's header. `doSend` (a UDP send), `writeBuffer` and `writev` (TLS socket writes) are synchronous system calls: the sampler counts the time the thread spends in them, waiting for a CPU included, so on a loaded machine their share overstates their CPU; the kernel column above is the CPU the process spent in the kernel.",
             "",
             ...frames,
           ]
