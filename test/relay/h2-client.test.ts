@@ -12,6 +12,7 @@ import {
   createSecureServer,
   type Http2SecureServer,
   type SecureServerOptions,
+  type ServerHttp2Session,
   type ServerHttp2Stream,
 } from "node:http2";
 import { createServer as createTlsServer } from "node:tls";
@@ -82,12 +83,18 @@ async function echoServer(
 ): Promise<EchoServer> {
   const server = createSecureServer({ ...options, cert: tls.cert, key: tls.key });
   const state = { server, port: 0, maxOpen: 0, sessions: 0 };
-  let open = 0;
-  server.on("session", () => state.sessions++);
+  let streams = 0;
+  const open = new Set<ServerHttp2Session>();
+  openSessions.set(server, open);
+  server.on("session", (session) => {
+    state.sessions++;
+    open.add(session);
+    session.on("close", () => open.delete(session));
+  });
   server.on("stream", (stream, headers) => {
-    open++;
-    state.maxOpen = Math.max(state.maxOpen, open);
-    stream.on("close", () => open--);
+    streams++;
+    state.maxOpen = Math.max(state.maxOpen, streams);
+    stream.on("close", () => streams--);
     stream.on("error", () => {});
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
@@ -110,7 +117,16 @@ async function echoServer(
   return state;
 }
 
+/** Server sessions still open, by server. */
+const openSessions = new WeakMap<Http2SecureServer, Set<ServerHttp2Session>>();
+
+/**
+ * Closes the server, ending sessions the client already left: Node 20's
+ * server keeps a session it sent GOAWAY on open after the client closed its
+ * side, and close() would wait for it.
+ */
 function close(server: Http2SecureServer) {
+  for (const session of openSessions.get(server) ?? []) session.destroy();
   return new Promise((resolve) => server.close(resolve));
 }
 
