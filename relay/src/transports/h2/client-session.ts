@@ -21,6 +21,7 @@ import {
   HEADER_SIZE,
   headerFrames,
   readUint32,
+  requestFrames,
   SETTING,
   uint32,
   unpadded,
@@ -158,15 +159,18 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
     nextId += 2;
     stream.sendWindow = peer.window;
     streams.set(stream.id, stream);
-    if (request.method === "POST") stream.pending = request.body;
-    for (const bytes of headerFrames(
-      stream.id,
-      encode(request),
-      request.method === "GET",
-      peer.maxFrame,
-    )) {
-      queue(bytes);
+    const block = encode(request);
+    const body = request.method === "POST" ? request.body : undefined;
+    const room = Math.min(sendWindow, stream.sendWindow, peer.maxFrame);
+    if (body && block.length <= peer.maxFrame && body.length > 0 && body.length <= room) {
+      // The common case: HEADERS and the whole body as one DATA frame, in one buffer.
+      queue(requestFrames(stream.id, block, body));
+      sendWindow -= body.length;
+      stream.sendWindow -= body.length;
+      return;
     }
+    stream.pending = body;
+    for (const bytes of headerFrames(stream.id, block, !body, peer.maxFrame)) queue(bytes);
     if (stream.pending) sendBody(stream);
   }
 

@@ -149,3 +149,14 @@ export function unpadded(flags: number, payload: Uint8Array, skip = 0): Uint8Arr
   if (payload.length < 1 + skip + pad) return undefined;
   return payload.subarray(1 + skip, payload.length - pad);
 }
+
+/** HEADERS (END_HEADERS) and one DATA frame (END_STREAM) carrying all of `body`, in one buffer. */
+export function requestFrames(id: number, block: Uint8Array, body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(2 * HEADER_SIZE + block.length + body.length);
+  writeFrameHeader(out, 0, block.length, FRAME.HEADERS, FLAG.END_HEADERS, id);
+  out.set(block, HEADER_SIZE);
+  const data = HEADER_SIZE + block.length;
+  writeFrameHeader(out, data, body.length, FRAME.DATA, FLAG.END_STREAM, id);
+  out.set(body, data + HEADER_SIZE);
+  return out;
+}
