@@ -29,6 +29,7 @@ import {
 } from "./frames.ts";
 import { createHpackDecoder, HpackError } from "./hpack.ts";
 import { createRequestEncoder } from "./request-block.ts";
+import { newStream, type Stream, streamBody } from "./stream.ts";
 
 /** Our per-stream receive window: an answer (≤ 65,535 bytes) plus padding never waits on us. */
 const STREAM_WINDOW = 1 << 20;
@@ -37,22 +38,6 @@ const CONNECTION_WINDOW = 1 << 24;
 const MAX_ANSWER = 65_535;
 const MAX_STREAM_ID = 0x7fffffff;
 const TLS_ERROR = /certificate|SSL|TLS|self.signed|alert|handshake/i;
-
-interface Stream {
-  id: number;
-  request: DohRequest;
-  resolve: (response: DohResponse) => void;
-  reject: (error: UpstreamError) => void;
-  signal: AbortSignal;
-  onAbort: () => void;
-  /** What is left to send of the body, and the window for it. */
-  pending: Uint8Array | undefined;
-  sendWindow: number;
-  status: number;
-  contentType: string;
-  chunks: Uint8Array[];
-  size: number;
-}
 
 export function createH2ClientSession(options: DohSessionOptions): DohSession {
   const { name } = options;
@@ -205,14 +190,11 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       stream.reject(new UpstreamError("read", name, `${name}: stream ended without a response`));
       return;
     }
-    // Fresh memory: the chunks are views of socket reads.
-    const body = new Uint8Array(stream.size);
-    let at = 0;
-    for (const chunk of stream.chunks) {
-      body.set(chunk, at);
-      at += chunk.length;
-    }
-    stream.resolve({ status: stream.status, contentType: stream.contentType, body });
+    stream.resolve({
+      status: stream.status,
+      contentType: stream.contentType,
+      body: streamBody(stream),
+    });
   }
 
   function cancel(stream: Stream, error: UpstreamError) {
@@ -471,27 +453,15 @@ export function createH2ClientSession(options: DohSessionOptions): DohSession {
       if (gone || dead)
         return Promise.reject(new UpstreamError("read", name, `${name}: session closed`));
       const { promise, resolve, reject } = Promise.withResolvers<DohResponse>();
-      const stream: Stream = {
-        id: 0,
-        request,
-        resolve,
-        reject,
-        signal,
-        onAbort: () => {
-          const error = abortedBy(signal, name);
-          if (stream.id !== 0 && streams.get(stream.id) === stream) cancel(stream, error);
-          else {
-            const i = waiting.indexOf(stream);
-            if (i >= 0) waiting.splice(i, 1);
-            reject(error);
-          }
-        },
-        pending: undefined,
-        sendWindow: 0,
-        status: 0,
-        contentType: "",
-        chunks: [],
-        size: 0,
+      const stream = newStream(request, signal, { resolve, reject });
+      stream.onAbort = () => {
+        const error = abortedBy(signal, name);
+        if (stream.id !== 0 && streams.get(stream.id) === stream) cancel(stream, error);
+        else {
+          const i = waiting.indexOf(stream);
+          if (i >= 0) waiting.splice(i, 1);
+          reject(error);
+        }
       };
       signal.addEventListener("abort", stream.onAbort, { once: true });
       if (!peerSettled || streams.size >= peer.maxStreams) waiting.push(stream);
