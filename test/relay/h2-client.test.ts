@@ -15,6 +15,7 @@ import {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from "node:http2";
+import { createServer as createNetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDohH2Upstream } from "../../relay/src/transports/doh-h2.ts";
@@ -24,6 +25,7 @@ import { decodeMessage } from "../../shared/dns/codec.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
 import { Rcode, readId, readRcode } from "../../shared/dns/wire.ts";
 import type { UpstreamError } from "../../shared/engine/errors.ts";
+import { createManualClock } from "../../shared/engine/manual-clock.ts";
 import { respond } from "../shared/support/dns-messages.ts";
 import {
   createTestCertificates,
@@ -210,6 +212,88 @@ describe("the relay's HTTP/2 client against Node's http2 server", () => {
     } finally {
       await doh.close();
       await close(echo.server);
+    }
+  });
+
+  it("opens, idles out and reopens sessions on the pool's clock, counted in poolStats", async () => {
+    const clock = createManualClock();
+    const echo = await echoServer({});
+    const doh = createDohH2Upstream({
+      name: "h2",
+      origin: `https://127.0.0.1:${echo.port}`,
+      path: "/dns-query",
+      method: "POST",
+      poolSize: 1,
+      maxInFlight: 100,
+      idleTimeoutMs: 5000,
+      connectTimeoutMs: 2000,
+      tls: { servername: "dns.test", ca: tls.ca },
+      clock,
+    });
+    try {
+      expect(readId(await doh.query(query(1), live()))).toBe(1001);
+      expect(readId(await doh.query(query(2), live()))).toBe(1002);
+      expect(doh.poolStats()).toMatchObject({
+        open: 1,
+        inFlight: 0,
+        opened: 1,
+        fresh: 1,
+        reused: 1,
+      });
+      clock.advance(5000);
+      expect(doh.poolStats()).toMatchObject({ open: 0, opened: 1 });
+      expect(readId(await doh.query(query(3), live()))).toBe(1003);
+      expect(doh.poolStats()).toMatchObject({ open: 1, opened: 2, reconnects: 1 });
+      expect(echo.sessions).toBe(2);
+    } finally {
+      await doh.close();
+      await close(echo.server);
+    }
+  });
+
+  it("gives up a stalled TLS handshake on the pool's clock, and a close while opening", async () => {
+    const clock = createManualClock();
+    const sockets = new Set<Socket>();
+    let accepted: () => void = () => {};
+    const silent = createNetServer((socket) => {
+      sockets.add(socket);
+      accepted();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as { port: number }).port;
+    const doh = (connectTimeoutMs: number) =>
+      createDohH2Upstream({
+        name: "h2",
+        origin: `https://127.0.0.1:${port}`,
+        path: "/dns-query",
+        method: "POST",
+        poolSize: 1,
+        maxInFlight: 100,
+        idleTimeoutMs: 5000,
+        connectTimeoutMs,
+        tls: { servername: "dns.test", ca: tls.ca },
+        clock,
+      });
+    const stalled = doh(2000);
+    const closing = doh(2000);
+    try {
+      const connected = new Promise<void>((resolve) => {
+        accepted = () => sockets.size === 2 && resolve();
+      });
+      const timedOut = stalled.query(query(1), live()).catch((e: unknown) => e);
+      const closed = closing.query(query(2), live()).catch((e: unknown) => e);
+      await connected;
+      clock.advance(1999);
+      await closing.close();
+      expect((await closed) as UpstreamError).toMatchObject({ code: "closed" });
+      clock.advance(1);
+      const error = (await timedOut) as UpstreamError;
+      expect(error.code).toMatch(/^(connect|tls)$/);
+      expect(stalled.poolStats()).toMatchObject({ open: 0, inFlight: 0 });
+    } finally {
+      await stalled.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
