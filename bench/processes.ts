@@ -13,13 +13,20 @@ export class BenchError extends Error {
 
 /** User+system CPU seconds of a running process (Linux /proc), or undefined. */
 export function cpuSeconds(pid: number | undefined): number | undefined {
+  const split = cpuSplit(pid);
+  return split && split.user + split.system;
+}
+
+/** User and system CPU seconds of a running process apart (Linux /proc), or undefined. */
+export function cpuSplit(pid: number | undefined): { user: number; system: number } | undefined {
   if (pid === undefined) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks / 100 : undefined;
+    const user = Number(fields[11]) / 100;
+    const system = Number(fields[12]) / 100;
+    return Number.isFinite(user + system) ? { user, system } : undefined;
   } catch {
     return undefined;
   }

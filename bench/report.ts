@@ -29,6 +29,8 @@ export interface ReportInput {
   /** Levels whose queries/s is a throughput (dnsperf is not pacing itself). */
   qpsLevels: readonly number[];
   ratios: { title: string; numerator: string; denominator: string }[];
+  /** Hop CPU per query of one path over another's, level by level. */
+  cpuRatios?: { title: string; numerator: string; denominator: string }[];
   relayCounters: string[];
   /** More sections, each a list of lines (its own heading included). */
   sections?: string[][];
@@ -92,6 +94,23 @@ function ratioTable(input: ReportInput): string[] {
   return lines;
 }
 
+function cpuRatioTable(input: ReportInput): string[] {
+  const byId = new Map(input.paths.map((p) => [p.id, p]));
+  const lines = [
+    `| hop CPU per query | ${input.levels.map((l) => `q=${l}`).join(" | ")} |`,
+    `|---|${input.levels.map(() => "---|").join("")}`,
+  ];
+  for (const ratio of input.cpuRatios ?? []) {
+    const cells = input.levels.map((level) => {
+      const x = ok(byId.get(ratio.numerator)?.levels.get(level))?.hopCpuPer1k;
+      const y = ok(byId.get(ratio.denominator)?.levels.get(level))?.hopCpuPer1k;
+      return x === undefined || y === undefined || y === 0 ? "–" : (x / y).toFixed(2);
+    });
+    lines.push(`| ${ratio.title} | ${cells.join(" | ")} |`);
+  }
+  return lines;
+}
+
 function plot(input: ReportInput): string[] {
   const level = input.levels[input.levels.length - 1] ?? 1;
   const rows = input.paths.map((p) => [p.title, ok(p.levels.get(level))?.qps ?? 0] as const);
@@ -131,6 +150,14 @@ export function renderReport(input: ReportInput): string {
     "",
     ...ratioTable(input),
     "",
+    ...(input.cpuRatios?.length
+      ? [
+          "CPU ratio above 1 = the first path spends more CPU per query.",
+          "",
+          ...cpuRatioTable(input),
+          "",
+        ]
+      : []),
     ...plot(input),
     "",
     "Charts: [queries/s by outstanding queries](qps.svg), [average latency by path](latency.svg).",

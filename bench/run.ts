@@ -1,8 +1,9 @@
-// `npm run bench`: dnsperf against nine paths to one unbound (stub zone at
+// `npm run bench`: dnsperf against ten paths to one unbound (stub zone at
 // nsd), all on 127.0.0.1, at several outstanding-query levels:
-//   direct UDP, dnsdist → UDP, relay → UDP, direct DoH, relay → DoH,
-//   direct DoT, dnsdist → DoT, relay → DoT, and the Node floor → DoT
-//   (bench/node-floor.ts, at -q 50 only); then the relay → DoT with
+//   direct UDP, dnsdist → UDP, relay → UDP, the Node floor → UDP
+//   (bench/node-floor-udp.ts), direct DoH, relay → DoH, direct DoT,
+//   dnsdist → DoT, relay → DoT, and the Node floor → DoT (bench/node-floor.ts;
+//   the floors at -q 50 only); then the relay → DoT with
 //   workers: 1 against workers: 2 (bench/workers.ts), and with statsd off,
 //   live and dead (bench/statsd.ts).
 // Writes bench/results.md and prints a summary. Bounded: each dnsperf run
@@ -266,6 +267,14 @@ async function main(): Promise<number> {
     ]);
     cleanups.push(() => floor.stop());
     await untilReady(floor, () => waitForDns(floor, floorPort, probeName));
+    const floorUdpPort = await freePort();
+    const floorUdp = startProcess("node floor (udp)", process.execPath, [
+      fileURLToPath(new URL("./node-floor-udp.ts", import.meta.url)),
+      String(floorUdpPort),
+      String(unbound.port),
+    ]);
+    cleanups.push(() => floorUdp.stop());
+    await untilReady(floorUdp, () => waitForDns(floorUdp, floorUdpPort, probeName));
     process.stdout.write(
       `bench: servers up after ${((Date.now() - started) / 1000).toFixed(1)}s\n`,
     );
@@ -294,6 +303,16 @@ async function main(): Promise<number> {
         relay: relayUdp,
       },
       {
+        id: "floor-udp",
+        title: "Node floor → UDP",
+        description:
+          "dnsperf → bench/node-floor-udp.ts → unbound: UDP in, one connected UDP socket out, its own message IDs, " +
+          "nothing else. A reference for what Node itself costs on this path, at -q 50 only.",
+        target: { port: floorUdpPort },
+        hop: floorUdp,
+        levels: [50],
+      },
+      {
         id: "direct-doh",
         title: "direct DoH",
         description:
@@ -304,7 +323,7 @@ async function main(): Promise<number> {
         id: "relay-doh",
         title: "relay → DoH",
         description:
-          "dnsperf → relay over UDP → unbound's DoH listener over pooled HTTP/2 (POST, pool size 2).",
+          "dnsperf → relay over UDP → unbound's DoH listener over pooled HTTP/2 (POST, pool size 2), through the relay's own HTTP/2 client (relay/src/transports/h2/).",
         target: { port: relayDoh.port },
         hop: relayDoh.proc,
         relay: relayDoh,
@@ -474,6 +493,12 @@ async function main(): Promise<number> {
         "millisecond or less. The relay's POSTs to the same unbound do not show the stall.",
     );
     notes.push(
+      "Where the CPU goes: `npm run bench:profile -- --write` (bench/profile.ts) measures the relay's paths " +
+        "and both Node floors in turn, round after round, with user and kernel CPU apart, then runs each " +
+        "path under `node --cpu-prof` and lists its top frames; its report is bench/profiles.md, and its " +
+        "header has the recipe for profiling any path by hand.",
+    );
+    notes.push(
       "upstream connections seen = distinct client sides of established connections to unbound's DoT or " +
         "DoH port owned by that path's process (the relay, dnsdist, or dnsperf for the direct paths), sampled " +
         "with ss every 0.2 s during the run, so a connection that lived less than that may be missed; " +
@@ -624,6 +649,15 @@ async function main(): Promise<number> {
           numerator: "floor-dot",
           denominator: "dnsdist-dot",
         },
+        { title: "relay UDP / Node floor UDP", numerator: "relay-udp", denominator: "floor-udp" },
+        { title: "relay DoH / relay DoT", numerator: "relay-doh", denominator: "relay-dot" },
+      ],
+      cpuRatios: [
+        { title: "relay DoH / relay DoT", numerator: "relay-doh", denominator: "relay-dot" },
+        { title: "relay UDP / Node floor UDP", numerator: "relay-udp", denominator: "floor-udp" },
+        { title: "relay DoT / Node floor DoT", numerator: "relay-dot", denominator: "floor-dot" },
+        { title: "relay UDP / dnsdist UDP", numerator: "relay-udp", denominator: "dnsdist-udp" },
+        { title: "relay DoT / dnsdist DoT", numerator: "relay-dot", denominator: "dnsdist-dot" },
       ],
       relayCounters,
       sections: [

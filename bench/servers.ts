@@ -72,6 +72,8 @@ export async function startRelayProcess(options: {
   command?: { node: string; entry: string };
   /** More top-level config keys (e.g. `metrics`). */
   extra?: Record<string, unknown>;
+  /** Flags for Node before the entry, e.g. ["--cpu-prof", "--cpu-prof-dir=…"]. */
+  nodeArgs?: string[];
 }): Promise<RelayServer> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -89,6 +91,7 @@ export async function startRelayProcess(options: {
   const file = join(options.dir, `relay-${options.name}.yaml`);
   await writeFile(file, JSON.stringify(config, null, 2));
   const proc = startProcess(`relay (${options.name})`, options.command?.node ?? process.execPath, [
+    ...(options.nodeArgs ?? []),
     options.command?.entry ?? fileURLToPath(new URL("../relay/src/cli.ts", import.meta.url)),
     "--config",
     file,

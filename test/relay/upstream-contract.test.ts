@@ -13,6 +13,7 @@ import { afterAll, beforeAll } from "vitest";
 import { createDohH2Upstream } from "../../relay/src/transports/doh-h2.ts";
 import { createDoh3Upstream } from "../../relay/src/transports/doh3.ts";
 import { createDoqUpstream } from "../../relay/src/transports/doq.ts";
+import { createNodeH2Driver } from "../../relay/src/transports/h2/node-driver.ts";
 import { createStreamPool } from "../../relay/src/transports/stream-pool.ts";
 import { createUdpUpstream } from "../../relay/src/transports/udp.ts";
 import { createFetchDohUpstream } from "../../shared/transport/doh-fetch.ts";
@@ -109,24 +110,29 @@ runUpstreamContract({
 });
 
 for (const method of ["POST", "GET"] as const) {
-  runUpstreamContract({
-    name: `h2 DoH ${method}`,
-    bytes,
-    pooled: true,
-    ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
-    make: () =>
-      createDohH2Upstream({
-        name: "h2",
-        origin: `https://127.0.0.1:${h2.port}`,
-        path: "/dns-query",
-        method,
-        poolSize: 2,
-        maxInFlight: 100,
-        idleTimeoutMs: 5000,
-        tls: { servername: "dns.test", ca },
-        ...timeouts,
-      }),
-  });
+  for (const [client, driver] of [
+    ["relay's HTTP/2 client", undefined],
+    ["node:http2", createNodeH2Driver],
+  ] as const) {
+    const options = () => ({
+      name: "h2",
+      origin: `https://127.0.0.1:${h2.port}`,
+      path: "/dns-query",
+      method,
+      poolSize: 2,
+      maxInFlight: 100,
+      idleTimeoutMs: 5000,
+      tls: { servername: "dns.test", ca },
+      ...timeouts,
+    });
+    runUpstreamContract({
+      name: `h2 DoH ${method} (${client})`,
+      bytes,
+      pooled: true,
+      ...(method === "GET" ? { receivedIds: () => delay.ids } : {}),
+      make: () => createDohH2Upstream(options(), driver?.(options())),
+    });
+  }
 
   runUpstreamContract({
     name: `h3 DoH ${method}`,

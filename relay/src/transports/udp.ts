@@ -5,7 +5,7 @@
 // after a number of queries so source ports keep changing (RFC 5452). An
 // answer with TC=1 is retried over TCP (RFC 7766 §5).
 
-import { randomInt } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";
 import { plainBytes } from "../../../shared/dns/bytes.ts";
@@ -22,6 +22,8 @@ export interface UdpUpstreamOptions extends TcpUpstreamOptions {
 }
 
 interface Waiter {
+  /** The caller's query: its ID goes back on the answer, and a TC=1 answer retries it over TCP. */
+  readonly query: Uint8Array;
   readonly resolve: (answer: Uint8Array) => void;
   readonly reject: (error: UpstreamError) => void;
   readonly signal: AbortSignal;
@@ -62,6 +64,23 @@ export function connectUdpSocket(
   return { socket, ready };
 }
 
+/**
+ * Unpredictable 16-bit message IDs (RFC 5452), drawn from a batch of random
+ * bytes refilled every 1,024 IDs: one call into the CSPRNG per batch
+ * instead of crypto.randomInt's validation and call per query.
+ */
+function createIdSource(): () => number {
+  const ids = new Uint16Array(1024);
+  let next = ids.length;
+  return () => {
+    if (next === ids.length) {
+      randomFillSync(ids);
+      next = 0;
+    }
+    return ids[next++]!;
+  };
+}
+
 export function createUdpUpstream(options: UdpUpstreamOptions): Upstream {
   return new UdpUpstream(options);
 }
@@ -75,6 +94,7 @@ class UdpUpstream implements Upstream {
   private readonly live = new Set<Slot>();
   private turn = 0;
   private closed = false;
+  private readonly randomId = createIdSource();
 
   constructor(options: UdpUpstreamOptions) {
     this.name = options.name;
@@ -87,12 +107,7 @@ class UdpUpstream implements Upstream {
     if (this.closed) return Promise.reject(new UpstreamError("closed", this.name));
     const bad = unsendable(message, this.name);
     if (bad) return Promise.reject(bad);
-    return this.exchange(message, signal).then((answer) => {
-      if ((answer[2]! & 0x02) !== 0) return tcpExchange(this.options, message, signal); // TC
-      // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
-      setId(answer, readId(message));
-      return answer;
-    });
+    return this.exchange(message, signal);
   }
 
   async close(): Promise<void> {
@@ -103,10 +118,11 @@ class UdpUpstream implements Upstream {
   private exchange(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(abortedBy(signal, this.name));
     const slot = this.pick();
-    let id = randomInt(0x10000);
+    let id = this.randomId();
     while (slot.pending.has(id)) id = (id + 1) & 0xffff;
     const { promise: answer, resolve, reject } = Promise.withResolvers<Uint8Array>();
     const waiter: Waiter = {
+      query: message,
       resolve,
       reject,
       signal,
@@ -181,8 +197,15 @@ class UdpUpstream implements Upstream {
       if (!waiter) return;
       slot.pending.delete(id);
       waiter.signal.removeEventListener("abort", waiter.onAbort);
-      waiter.resolve(answer);
       this.closeIfDone(slot);
+      if ((answer[2]! & 0x02) !== 0) {
+        // TC: the whole answer over TCP.
+        tcpExchange(this.options, waiter.query, waiter.signal).then(waiter.resolve, waiter.reject);
+        return;
+      }
+      // The answer is ours alone (a view of the received datagram): the caller's ID goes back in place.
+      setId(answer, readId(waiter.query));
+      waiter.resolve(answer);
     });
     this.live.add(slot);
     return slot;
