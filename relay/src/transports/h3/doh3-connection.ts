@@ -125,7 +125,10 @@ export class Doh3Connection implements PoolConnection, QuicStreamHandlers {
     const onAbort = () => {
       const reason = abortedBy(signal, name);
       sent.cancel(reason);
-      if (this.silentSince(sentAt)) h3.close(H3_ERROR.noError, reason);
+      if (!this.silentSince(sentAt)) return;
+      // Queries still on it see a dead connection (`read`): the pool retries them.
+      const silent = `${name}: no answer for ${this.options.silenceMs} ms, connection dropped`;
+      h3.close(H3_ERROR.noError, new UpstreamError("read", name, silent, { cause: reason }));
     };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
