@@ -34,6 +34,14 @@ export interface OpenContext {
    * opens another when needed.
    */
   lost(error: UpstreamError): void;
+  /**
+   * The driver calls this when the connection takes no new queries but
+   * finishes the ones it has (an HTTP/3 GOAWAY): the pool opens another for
+   * new queries, keeps counting this one (open, in flight) and closes it
+   * gracefully once its last query settles, or when the pool closes. The
+   * driver still calls `lost` once it is gone.
+   */
+  goingAway(): void;
 }
 
 export interface PoolDriver {
@@ -45,4 +53,10 @@ export interface PoolDriver {
   open(context: OpenContext): Promise<PoolConnection>;
   /** The bytes to put on the wire for a query, made once per query (padding, framing). */
   prepare?(message: Uint8Array): Uint8Array;
+  /**
+   * A failure the server cannot have acted on (an HTTP/3 request it
+   * rejected): retried like a query whose connection died, within
+   * `maxRetries`, even though the connection lives on.
+   */
+  retryable?(error: UpstreamError): boolean;
 }

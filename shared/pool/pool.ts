@@ -10,8 +10,11 @@
 //   try elsewhere. A retry (below) waits the backoff out while its deadline
 //   allows: a server restart costs latency, not answers.
 // - A connection with nothing in flight for `idleTimeoutMs` is closed.
-// - A query whose connection died under it (`read` or `send`) is retried on
-//   a fresh one, up to `maxRetries` times (DNS queries are idempotent).
+// - A query whose connection died under it (`read` or `send`), or that the
+//   driver calls retryable, is retried on a fresh one, up to `maxRetries`
+//   times (DNS queries are idempotent).
+// - A connection going away (HTTP/3 GOAWAY) takes no new queries; it still
+//   counts until its last query settles, then it is closed.
 // Time comes from the injected clock only, so tests run it by hand.
 
 import { type Clock, systemClock, type TimerHandle } from "../engine/clock.ts";
@@ -74,6 +77,8 @@ class ConnectionPool implements Pool {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private readonly entries: Entry[] = [];
+  /** Out of the pool but finishing their queries (goingAway), until lost or idle. */
+  private readonly retiring = new Set<Entry>();
   private readonly waiters: Waiter[] = [];
   /** Wake-ups of retries waiting out the backoff, so close() can end them. */
   private readonly sleepers = new Set<() => void>();
@@ -102,7 +107,8 @@ class ConnectionPool implements Pool {
   poolStats(): PoolStats {
     let inFlight = 0;
     for (const e of this.entries) inFlight += e.load;
-    return { open: this.entries.length, inFlight, ...this.stats };
+    for (const e of this.retiring) inFlight += e.load;
+    return { open: this.entries.length + this.retiring.size, inFlight, ...this.stats };
   }
 
   async close(): Promise<void> {
@@ -116,6 +122,8 @@ class ConnectionPool implements Pool {
       this.remove(entry);
       entry.conn?.close(false);
     }
+    for (const entry of this.retiring) entry.conn?.close(false);
+    this.retiring.clear();
     for (const wake of [...this.sleepers]) wake();
   }
 
@@ -136,7 +144,8 @@ class ConnectionPool implements Pool {
           continue;
         }
         const died = opened && !entry?.live && RETRY_AFTER_DEATH.has(error.code);
-        if (!died || retries >= this.options.maxRetries) throw error;
+        const again = died || (opened && this.driver.retryable?.(error) === true);
+        if (!again || retries >= this.options.maxRetries) throw error;
         retries++;
       }
     }
@@ -224,7 +233,19 @@ class ConnectionPool implements Pool {
       live: true,
       idleTimer: undefined,
     };
-    const context = { signal: this.shutdown.signal, lost: () => this.remove(entry) };
+    const context = {
+      signal: this.shutdown.signal,
+      lost: () => {
+        this.retiring.delete(entry);
+        this.remove(entry);
+      },
+      goingAway: () => {
+        if (!entry.live) return;
+        this.remove(entry);
+        if (entry.load > 0) this.retiring.add(entry);
+        else entry.conn?.close(true);
+      },
+    };
     entry.ready = this.driver.open(context).then(
       (conn) => {
         if (!entry.live) {
@@ -259,6 +280,7 @@ class ConnectionPool implements Pool {
   private release(entry: Entry) {
     entry.load--;
     if (entry.load === 0 && entry.live && entry.conn) this.armIdle(entry, entry.conn);
+    if (entry.load === 0 && this.retiring.delete(entry)) entry.conn?.close(true);
     this.pump();
   }
 

@@ -237,7 +237,7 @@ describe("DoH3 upstream against quic-go's http3 server", () => {
     }
   });
 
-  it("gives up on a connection gone silent and opens a fresh one", async () => {
+  it("gives up on a connection gone silent and opens a fresh one, retrying the queries caught on it", async () => {
     const proxy = await startUdpProxy(overNsd.port);
     const h3 = upstream(overNsd, {
       port: proxy.port,
@@ -249,10 +249,14 @@ describe("DoH3 upstream against quic-go's http3 server", () => {
       // The address now leads to a server that never saw the connection and
       // ignores it; the first one's goodbye never gets through.
       proxy.target = overDelay.port;
+      // A query with time to spare, caught on the silent connection beside the one given up on.
+      const caught = h3.query(buildQuery("0.caught.h3.test", 1, { id: 3 }), live());
       const silent = await h3
         .query(buildQuery("0.silent.h3.test", 1), AbortSignal.timeout(300))
         .catch((e: unknown) => e);
       expect((silent as UpstreamError).code).toBe("aborted");
+      // Dropping the connection retried it on a fresh one.
+      expect(readId(await caught)).toBe(3);
       const answer = await h3.query(buildQuery("0.fresh.h3.test", 1, { id: 2 }), live());
       expect(readId(answer)).toBe(2);
       expect(h3.poolStats()).toMatchObject({ opened: 2, reconnects: 1 });

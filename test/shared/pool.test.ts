@@ -1,8 +1,9 @@
 // The pool core (shared/pool/pool.ts) on manual time, with an in-memory
 // driver whose connections answer when the test says: how many connections
 // it opens and which one a query takes, waiting for a slot, the reconnect
-// backoff, retries after a connection dies, idle closes, close(), and the
-// stats it reports. The drivers on real servers are tested in test/relay.
+// backoff, retries after a connection dies or a retryable failure,
+// connections going away (GOAWAY), idle closes, close(), and the stats it
+// reports. The drivers on real servers are tested in test/relay.
 
 import { describe, expect, it } from "vitest";
 import { buildQuery } from "../../shared/dns/query.ts";
@@ -19,6 +20,8 @@ interface FakeConnection {
   closed: "" | "graceful" | "now";
   /** The peer drops the connection: queries on it fail with `read`. */
   die(): void;
+  /** The peer goes away (a GOAWAY): no new queries, those on it may finish. */
+  goAway(): void;
 }
 
 /** Connections that open when `opens` says and answer when the test calls answer(). */
@@ -27,6 +30,8 @@ function fakeDriver() {
   /** Outcome of each next open, in order; missing entries open fine. */
   const opens: ("ok" | "refused")[] = [];
   const driver: PoolDriver = {
+    // The peer refused the query unseen (an HTTP/3 REQUEST_REJECTED).
+    retryable: (error) => error.message === "fake: rejected",
     async open(context: OpenContext): Promise<PoolConnection> {
       await settle();
       if (opens.shift() === "refused") throw new UpstreamError("connect", "fake", "refused");
@@ -44,6 +49,7 @@ function fakeConnection(all: FakeConnection[], context: OpenContext): PoolConnec
       context.lost(new UpstreamError("read", "fake", "reset"));
       for (const w of fake.waiting.splice(0)) w.fail(new UpstreamError("read", "fake", "reset"));
     },
+    goAway: () => context.goingAway(),
   };
   all.push(fake);
   return {
@@ -63,6 +69,7 @@ function fakeConnection(all: FakeConnection[], context: OpenContext): PoolConnec
       });
     },
     close(graceful) {
+      if (!fake.closed) context.lost(new UpstreamError("closed", "fake"));
       fake.closed ||= graceful ? "graceful" : "now";
       for (const w of fake.waiting.splice(0)) w.fail(new UpstreamError("closed", "fake"));
     },
@@ -176,6 +183,55 @@ describe("pool core", () => {
     expect(await again).toBe(3);
     expect(pool.poolStats()).toMatchObject({ opened: 3, reconnects: 2, resumed: 2 });
     await pool.close();
+  });
+
+  it("retries a query the driver calls retryable, on a live connection, up to maxRetries", async () => {
+    const { pool, ask, connections, answerAll } = setup({ size: 1, maxInFlight: 10 });
+    const rejected = () => new UpstreamError("read", "fake", "fake: rejected");
+    const result = outcome(ask(1));
+    await settle();
+    connections[0]?.waiting.shift()?.fail(rejected());
+    await turns(2);
+    expect(connections[0]?.waiting).toHaveLength(1); // sent again, on the same connection
+    connections[0]?.waiting.shift()?.fail(rejected());
+    expect(await result).toBe("error:read");
+    const again = outcome(ask(2));
+    await settle();
+    answerAll();
+    expect(await again).toBe(2);
+    expect(pool.poolStats()).toMatchObject({ open: 1, opened: 1, fresh: 1, reused: 2 });
+    await pool.close();
+  });
+
+  it("takes a connection going away out of use, counting it until its last query settles", async () => {
+    const { pool, ask, connections, answerAll } = setup({ size: 1, maxInFlight: 10 });
+    const accepted = outcome(ask(1));
+    await settle();
+    connections[0]?.goAway();
+    const next = outcome(ask(2));
+    await turns(2);
+    // The new query went to a new connection; the old one still carries its own.
+    expect(connections.map((c) => c.waiting.length)).toEqual([1, 1]);
+    expect(pool.poolStats()).toMatchObject({ open: 2, inFlight: 2, opened: 2, reconnects: 1 });
+    connections[0]?.waiting.shift()?.answer();
+    expect(await accepted).toBe(1);
+    expect(connections[0]?.closed).toBe("graceful");
+    expect(pool.poolStats()).toMatchObject({ open: 1, inFlight: 1 });
+    // Going away with nothing on it: closed at once.
+    connections[1]?.waiting.shift()?.answer();
+    expect(await next).toBe(2);
+    connections[1]?.goAway();
+    expect(connections[1]?.closed).toBe("graceful");
+    expect(pool.poolStats()).toMatchObject({ open: 0, inFlight: 0 });
+    // One going away when the pool closes is closed with it.
+    const last = outcome(ask(3));
+    await turns(2);
+    connections[2]?.goAway();
+    await pool.close();
+    expect(await last).toBe("error:closed");
+    expect(connections[2]?.closed).toBe("now");
+    expect(pool.poolStats()).toMatchObject({ open: 0, inFlight: 0 });
+    answerAll();
   });
 
   it("lets a retry wait out a failing reconnect while its deadline allows", async () => {

@@ -39,12 +39,6 @@ const isFunction = (node) =>
   ts.isGetAccessorDeclaration(node) ||
   ts.isSetAccessorDeclaration(node);
 
-/**
- * Not on the pool core yet (DoH3 came in from its own branch with its own
- * connection handling): exempt until it becomes a driver, then remove.
- */
-const NOT_YET = new Set(["relay/src/transports/doh3.ts", "relay/src/transports/h3/quic-dial.ts"]);
-
 const problems = [];
 /** Where each window of REPEAT_LINES meaningful lines was first seen. */
 const windows = new Map();
@@ -86,7 +80,6 @@ for (const folder of folders) {
   for (const path of files(resolve(root, folder))) {
     const text = readFileSync(path, "utf8");
     const where = relative(root, path);
-    if (NOT_YET.has(where)) continue;
     const lines = text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
     if (lines > MAX_FILE_LINES) problems.push(`${where}: ${lines} lines (max ${MAX_FILE_LINES})`);
     const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true);

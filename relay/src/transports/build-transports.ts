@@ -110,6 +110,7 @@ export function buildTransport(
         ...quicOptions(upstream, lookup),
         path: url.path ?? DOH_PATH,
         method: upstream.method ?? "POST",
+        clock,
       });
     case "quic":
       // One QUIC connection carries every query: pool.size does not apply.

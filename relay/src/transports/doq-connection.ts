@@ -5,9 +5,9 @@
 
 import { createFrameReader, type FrameReader } from "../../../shared/dns/framing.ts";
 import { readId, setId } from "../../../shared/dns/wire.ts";
-import type { Clock } from "../../../shared/engine/clock.ts";
 import { abortedBy, UpstreamError } from "../../../shared/engine/errors.ts";
 import type { OpenContext, PoolConnection } from "../../../shared/pool/driver.ts";
+import type { DialedLink, QuicStreamHandlers } from "./quic-dial.ts";
 import type { QuicheLink } from "./quiche-link.ts";
 
 /** RFC 9250 §4.3 error codes. */
@@ -28,27 +28,12 @@ interface PendingAnswer {
   reject(error: UpstreamError): void;
 }
 
-export interface DoqConnectionOptions {
-  name: string;
-  link: QuicheLink;
-  clock: Clock;
+export interface DoqConnectionOptions extends DialedLink {
   context: OpenContext;
-  /**
-   * A query given up on this long after it was sent, with no answer on the
-   * connection since, marks the connection dead (see silentSince).
-   */
-  silenceMs: number;
-  /** Closes the UDP socket (after the CONNECTION_CLOSE has gone out). */
-  closeSocket(): void;
-  /** Keeps the connection's TLS session ticket for the next one. */
-  keepTicket(ticket: Uint8Array | null): void;
 }
 
 /** The connection plus the link events it handles once established. */
-export interface DoqConnection extends PoolConnection {
-  onStreamData(streamId: number, data: Uint8Array, fin: boolean): void;
-  onStreamReset(streamId: number, code: number): void;
-  onReceived(): void;
+export interface DoqConnection extends PoolConnection, QuicStreamHandlers {
   /** Takes the connection out of use and closes it (once) with a DoQ error code. */
   drop(reason: UpstreamError, errorCode?: DoqErrorCode): void;
 }
@@ -58,7 +43,6 @@ export function createDoqConnection(options: DoqConnectionOptions): DoqConnectio
 }
 
 class DoqStreamConnection implements DoqConnection {
-  readonly resumed: boolean;
   private readonly options: DoqConnectionOptions;
   private readonly name: string;
   private readonly link: QuicheLink;
@@ -73,7 +57,6 @@ class DoqStreamConnection implements DoqConnection {
     this.options = options;
     this.name = options.name;
     this.link = options.link;
-    this.resumed = options.link.conn.isResumed();
     this.lastAnswerAt = options.clock.now();
   }
 
@@ -84,8 +67,17 @@ class DoqStreamConnection implements DoqConnection {
     return answer;
   }
 
+  /** Read once the handshake is done (the pool reads it then). */
+  get resumed(): boolean {
+    return this.link.conn.isResumed();
+  }
+
   close(): void {
     this.drop(new UpstreamError("closed", this.name));
+  }
+
+  onClosed(why: UpstreamError): void {
+    this.drop(why);
   }
 
   drop(reason: UpstreamError, errorCode: DoqErrorCode = DOQ_ERROR.noError): void {
@@ -99,7 +91,6 @@ class DoqStreamConnection implements DoqConnection {
     }
     this.streams.clear();
     for (const wake of this.waiting.splice(0)) wake();
-    this.options.closeSocket();
     this.options.context.lost(reason);
   }
 

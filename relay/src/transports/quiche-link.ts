@@ -3,7 +3,7 @@
 // to the owner. The library's own client spends about 2 ms of CPU per query
 // on events, locks and error objects built per call (profiled); the DoQ
 // upstream on this driver spends 0.07–0.26 ms (bench/doq.ts). Used by the DoQ
-// upstream, the DoH3 upstream (h3/quic-dial.ts) and the test DoQ server.
+// and DoH3 upstreams (both opened by quic-dial.ts) and the test DoQ server.
 
 import type * as Native from "@matrixai/quic/dist/native/index.js";
 import { copyBytes } from "../../../shared/dns/bytes.ts";

@@ -76,8 +76,8 @@ export class H3Connection {
   readonly dead = new AbortController();
   /** Set by a GOAWAY: requests on streams from this ID up were not processed. */
   goawayId: number | undefined;
-  /** When an answer last arrived (performance.now()). */
-  lastAnswerAt = performance.now();
+  /** When an answer last arrived (by `now`). */
+  lastAnswerAt: number;
   /** Called once on the first GOAWAY. */
   onGoaway: () => void = () => {};
   private readonly requests = new Map<number, PendingRequest>();
@@ -86,10 +86,14 @@ export class H3Connection {
   private nextStreamId = 0;
   private controlSeen = false;
   private settingsSeen = false;
+  private readonly now: () => number;
 
-  constructor(name: string, link: QuicheLink) {
+  /** `now`: the clock answers are timed by (the pool's). */
+  constructor(name: string, link: QuicheLink, now: () => number = () => performance.now()) {
     this.name = name;
     this.link = link;
+    this.now = now;
+    this.lastAnswerAt = now();
   }
 
   /** Opens our control stream with SETTINGS; call once after the handshake. */
@@ -264,7 +268,7 @@ export class H3Connection {
     }
     if (!fin) return;
     this.requests.delete(streamId);
-    this.lastAnswerAt = performance.now();
+    this.lastAnswerAt = this.now();
     if (pending.frames.pending) {
       throw new H3FrameError(H3_ERROR.frameError, "the response stream ended inside a frame");
     }
