@@ -3,14 +3,14 @@
 // while it runs. Answers (when it answers) are delayAnswer's A records.
 // Loopback only. Node only.
 
-import { createSocket } from "node:dgram";
+import { createSocket, type Socket as DgramSocket } from "node:dgram";
 import { readFile } from "node:fs/promises";
-import { createServer, type Socket } from "node:net";
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { createFrameReader, frameMessage } from "../../shared/dns/framing.ts";
 import { readId, withId } from "../../shared/dns/wire.ts";
 import { delayAnswer } from "./delay-dns-server.ts";
-import { freePort, type TestCertificates } from "./dns-servers.ts";
+import type { TestCertificates } from "./dns-servers.ts";
 
 export const FAULT_MODES = [
   "ok", // answer at once
@@ -62,9 +62,36 @@ function garbage(query: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * Binds `udp` to a free port and `tcp` to the same one. Another process may
+ * hold that TCP port (only the UDP one was free), so a taken port means
+ * another try rather than a test failing on EADDRINUSE.
+ */
+async function bindSamePort(
+  udpSocket: () => DgramSocket,
+  tcp: Server,
+): Promise<{ udp: DgramSocket; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const udp = udpSocket();
+    await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve));
+    const { port } = udp.address();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, "127.0.0.1", () => {
+          tcp.off("error", reject);
+          resolve();
+        });
+      });
+      return { udp, port };
+    } catch (error) {
+      await new Promise<void>((resolve) => udp.close(() => resolve()));
+      if (attempt >= 5) throw error;
+    }
+  }
+}
+
 export async function startFaultServer(certs: TestCertificates): Promise<FaultServer> {
-  const port = await freePort();
-  const tlsPort = await freePort();
   const [cert, key] = await Promise.all([
     readFile(certs.certFile, "utf8"),
     readFile(certs.keyFile, "utf8"),
@@ -145,17 +172,18 @@ export async function startFaultServer(certs: TestCertificates): Promise<FaultSe
     });
   }
 
-  const udp = createSocket("udp4");
-  udp.on("message", (msg, rinfo) => {
-    state.queries++;
-    run(stepsFor(new Uint8Array(msg), false), (step) =>
-      udp.send(step.bytes, rinfo.port, rinfo.address),
-    );
-  });
-  await new Promise<void>((resolve) => udp.bind(port, "127.0.0.1", resolve));
-
+  const udpSocket = () => {
+    const socket = createSocket("udp4");
+    socket.on("message", (msg, rinfo) => {
+      state.queries++;
+      run(stepsFor(new Uint8Array(msg), false), (step) =>
+        socket.send(step.bytes, rinfo.port, rinfo.address),
+      );
+    });
+    return socket;
+  };
   const tcp = createServer(serveStream);
-  await new Promise<void>((resolve) => tcp.listen(port, "127.0.0.1", resolve));
+  const { udp, port } = await bindSamePort(udpSocket, tcp);
 
   const tls = createTlsServer({ cert, key }, (socket: TLSSocket) => serveStream(socket));
   tls.on("tlsClientError", () => {});
@@ -169,7 +197,8 @@ export async function startFaultServer(certs: TestCertificates): Promise<FaultSe
     }
     tls.emit("connection", socket);
   });
-  await new Promise<void>((resolve) => front.listen(tlsPort, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+  const tlsPort = (front.address() as AddressInfo).port;
 
   return {
     port,
