@@ -132,7 +132,8 @@ class ConnectionPool implements Pool {
     for (let retries = 0; ; ) {
       let entry: Entry | undefined;
       try {
-        entry = await this.lease(signal);
+        // A place free now is taken without a promise step (the common case).
+        entry = this.leaseNow(signal) ?? (await this.lease(signal));
         return await this.attempt(entry, wire, message, signal);
       } catch (raw) {
         if (signal.aborted) throw abortedBy(signal, this.name);
@@ -154,7 +155,8 @@ class ConnectionPool implements Pool {
   /** The answer from one connection; the connection's place is given back either way. */
   private async attempt(entry: Entry, wire: Uint8Array, message: Uint8Array, signal: AbortSignal) {
     try {
-      const conn = await this.whenReady(entry.ready, signal);
+      // An open connection is used as it is; one still opening is awaited.
+      const conn = entry.conn ?? (await this.whenReady(entry.ready, signal));
       // The signal may have aborted while the connection opened (no event fires for that).
       if (signal.aborted) throw abortedBy(signal, this.name);
       if (entry.sent++ > 0) this.stats.reused++;
@@ -173,6 +175,13 @@ class ConnectionPool implements Pool {
       signal.addEventListener("abort", onAbort, { once: true });
       ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
+  }
+
+  /** A place on a connection free right now, if no one waits ahead; throws in reconnect backoff. */
+  private leaseNow(signal: AbortSignal): Entry | undefined {
+    if (this.closed || signal.aborted || this.waiters.length > 0) return undefined;
+    const entry = this.pick();
+    return entry ? this.take(entry) : undefined;
   }
 
   /** A place on a connection (maybe one still opening), now or once one frees up. */
