@@ -48,7 +48,10 @@ const systemLookup: Lookup = (host) => dnsLookup(host);
 /** The host as an address: an IP as is, a name through `lookup`. */
 async function resolve(host: string, lookup: Lookup): Promise<{ address: string; family: number }> {
   const family = isIP(host);
-  return family === 0 ? lookup(host) : { address: host, family };
+  if (family !== 0) return { address: host, family };
+  // RFC 6761 §6.4: a name under .invalid never resolves; asking DNS only leaks it.
+  if (/(^|\.)invalid\.?$/i.test(host)) throw new Error(`${host}: a .invalid name never resolves`);
+  return lookup(host);
 }
 
 /**
