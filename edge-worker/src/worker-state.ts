@@ -55,13 +55,19 @@ export type WorkerState =
     }
   | { ok: false; message: string };
 
-let cached: { key: string; state: WorkerState } | undefined;
+let cached: { env: Env; key: string; state: WorkerState } | undefined;
 
 /** The state for this env, built on first use and reused while DOH_CONFIG stays the same. */
 export function workerState(env: Env): WorkerState {
+  // workerd hands every request of an isolate the same env object: the key
+  // (config text and secrets) is only worked out when that object changes.
+  if (cached?.env === env) return cached.state;
   const raw = env.DOH_CONFIG;
   const key = `${typeof raw === "string" ? raw : JSON.stringify(raw)}\u0000${secretsKey(env)}`;
-  if (cached?.key === key) return cached.state;
+  if (cached?.key === key) {
+    cached = { env, key, state: cached.state };
+    return cached.state;
+  }
   const state = buildState(raw, env, fingerprint(key));
   if (state.ok) {
     for (const warning of state.warnings) console.warn(`doh-edge config warning: ${warning}`);
@@ -70,7 +76,7 @@ export function workerState(env: Env): WorkerState {
   }
   // The previous resolver is dropped, not closed: its queries in flight
   // belong to other requests, which this one must not touch.
-  cached = { key, state };
+  cached = { env, key, state };
   return state;
 }
 
