@@ -6,9 +6,6 @@
 export abstract class DohEdgeError extends Error {
   /** Stable, machine-readable; each subclass lists its codes. */
   abstract readonly code: string;
-
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+  /** The class's name, spelled out: the worker's minified bundle renames classes. */
+  abstract override readonly name: string;
 }

@@ -13,6 +13,7 @@ import { createSocketDotUpstream } from "./dot-socket.ts";
 import type { Env } from "./env.ts";
 
 export class SecretMissingError extends DohEdgeError {
+  override readonly name = "SecretMissingError";
   readonly code = "secret_missing";
 }
 

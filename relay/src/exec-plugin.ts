@@ -38,6 +38,7 @@ export type PluginErrorCode =
   | "runtime";
 
 export class PluginError extends DohEdgeError {
+  override readonly name = "PluginError";
   readonly code: PluginErrorCode;
   constructor(code: PluginErrorCode, message: string) {
     super(message);

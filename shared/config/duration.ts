@@ -5,6 +5,7 @@
 import { DohEdgeError } from "../errors.ts";
 
 export class DurationError extends DohEdgeError {
+  override readonly name = "DurationError";
   readonly code = "bad_duration";
 }
 

@@ -7,10 +7,12 @@
 import { DohEdgeError } from "../errors.ts";
 
 export class DomainNameError extends DohEdgeError {
+  override readonly name = "DomainNameError";
   readonly code = "bad_domain_name";
 }
 
 export class ExceptFileError extends DohEdgeError {
+  override readonly name = "ExceptFileError";
   readonly code = "bad_except_file";
   readonly file: string;
   readonly line: number;

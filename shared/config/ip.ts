@@ -7,10 +7,12 @@ import { copyBytes } from "../dns/bytes.ts";
 import { DohEdgeError } from "../errors.ts";
 
 export class IpAddressError extends DohEdgeError {
+  override readonly name = "IpAddressError";
   readonly code = "bad_ip";
 }
 
 export class CidrError extends DohEdgeError {
+  override readonly name = "CidrError";
   readonly code = "bad_cidr";
 }
 

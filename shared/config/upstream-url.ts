@@ -56,6 +56,7 @@ export type UpstreamUrlErrorCode =
   | "unsupported_part";
 
 export class UpstreamUrlError extends DohEdgeError {
+  override readonly name = "UpstreamUrlError";
   readonly code: UpstreamUrlErrorCode;
   constructor(code: UpstreamUrlErrorCode, message: string) {
     super(message);
@@ -64,6 +65,7 @@ export class UpstreamUrlError extends DohEdgeError {
 }
 
 export class HostPortError extends DohEdgeError {
+  override readonly name = "HostPortError";
   readonly code = "bad_address";
 }
 

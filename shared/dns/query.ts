@@ -5,6 +5,7 @@ import { DohEdgeError } from "../errors.ts";
 import { EDNS_UDP_SIZE } from "./message.ts";
 
 export class NameSyntaxError extends DohEdgeError {
+  override readonly name = "NameSyntaxError";
   readonly code = "bad_name";
 }
 

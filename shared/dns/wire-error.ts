@@ -23,6 +23,7 @@ export type DnsWireErrorCode =
   | "malformed"; // anything else unexpected while reading bytes
 
 export class DnsWireError extends DohEdgeError {
+  override readonly name = "DnsWireError";
   readonly code: DnsWireErrorCode;
   /** Byte offset where the problem was found (-1 when it has no position). */
   readonly offset: number;

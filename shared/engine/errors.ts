@@ -32,6 +32,7 @@ export interface UpstreamErrorOptions {
 }
 
 export class UpstreamError extends DohEdgeError {
+  override readonly name = "UpstreamError";
   readonly code: UpstreamErrorCode;
   /** Name of the upstream (or route) that failed. */
   readonly upstream: string;
@@ -121,6 +122,7 @@ export function toUpstreamError(error: unknown, upstream: string): UpstreamError
 
 /** A bad engine option, found when a route is built (never per query). */
 export class EngineConfigError extends DohEdgeError {
+  override readonly name = "EngineConfigError";
   readonly code = "bad_option";
 
   constructor(message: string) {

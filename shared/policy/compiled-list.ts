@@ -44,6 +44,7 @@ export function unionMatchers(matchers: readonly NameMatcher[]): NameMatcher {
 }
 
 export class CompiledListError extends DohEdgeError {
+  override readonly name = "CompiledListError";
   readonly code = "bad_compiled_list";
 }
 

@@ -10,6 +10,7 @@ import { DohEdgeError } from "../errors.ts";
 import type { Decision } from "./rules.ts";
 
 export class PluginOutputError extends DohEdgeError {
+  override readonly name = "PluginOutputError";
   readonly code = "bad_output";
 }
 

@@ -1,6 +1,8 @@
 // The relay's own config sections (listen, control, …) stay out of
 // the worker bundle (issue 16): the worker parses its config with
 // shared/config/schema/worker.ts, never the façade that also loads the relay's.
+// And the worker's errors keep their names in a bundle minified as
+// wrangler.toml builds it (minify, keep_names = false).
 
 import { builtinModules } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -30,7 +32,43 @@ async function bundledFiles(entry: string): Promise<Set<string>> {
   return new Set(Object.keys(result.metafile.inputs));
 }
 
+/** Error names as they come out of `entry` bundled and minified without keepNames. */
+async function minifiedErrorNames(): Promise<string[]> {
+  const result = await build({
+    absWorkingDir: ROOT,
+    stdin: {
+      contents: `import { ConfigError } from "./shared/config/schema/errors.ts";
+        import { UpstreamError } from "./shared/engine/errors.ts";
+        import { DnsWireError } from "./shared/dns/wire-error.ts";
+        export const names = [
+          new ConfigError([{ path: ["a"], message: "x" }]),
+          new UpstreamError("timeout", "up"),
+          new DnsWireError("short_message", "x"),
+        ].map(String);`,
+      resolveDir: ROOT,
+      loader: "ts",
+    },
+    bundle: true,
+    write: false,
+    format: "esm",
+    minify: true,
+    keepNames: false,
+    logLevel: "silent",
+  });
+  const code = result.outputFiles[0]!.text;
+  const module = await import(`data:text/javascript;base64,${Buffer.from(code).toString("base64")}`);
+  return module.names as string[];
+}
+
 describe("worker bundle", () => {
+  it("keeps error names when minified without keepNames", async () => {
+    expect(await minifiedErrorNames()).toEqual([
+      "ConfigError: a: x",
+      "UpstreamError: up: timeout",
+      "DnsWireError: x",
+    ]);
+  });
+
   it("holds the worker's config parser but none of the files only the relay's parser needs", async () => {
     const [worker, workerParser, relayParser] = await Promise.all([
       bundledFiles("edge-worker/src/index.ts"),

@@ -25,6 +25,7 @@ import { DohEdgeError } from "../../../shared/errors.ts";
 import { importLuaVm } from "../lua-plugin.ts";
 
 export class ResolvConfError extends DohEdgeError {
+  override readonly name = "ResolvConfError";
   readonly code = "bad_resolv_conf";
 }
 
@@ -208,6 +209,7 @@ function parseYaml(text: string, fileName: string): unknown {
 }
 
 class ReadError extends DohEdgeError {
+  override readonly name = "ReadError";
   readonly code = "read_failed";
 }
 

@@ -56,6 +56,7 @@ interface Entry {
 }
 
 export class BootstrapError extends DohEdgeError {
+  override readonly name = "BootstrapError";
   readonly code = "bootstrap_failed";
 }
 

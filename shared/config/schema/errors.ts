@@ -12,6 +12,7 @@ export interface ConfigProblem {
 }
 
 export class ConfigError extends DohEdgeError {
+  override readonly name = "ConfigError";
   readonly code = "invalid_config";
   /** Key path of the first problem, e.g. ["routes", 0, "upstreams", 1]. */
   readonly path: ConfigPathSegment[];

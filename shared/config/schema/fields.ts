@@ -78,6 +78,7 @@ export const oneOrMany = <T extends z.ZodType>(item: T, what: string) =>
   );
 
 class QtypeError extends DohEdgeError {
+  override readonly name = "QtypeError";
   readonly code = "bad_qtype";
 }
 
@@ -106,6 +107,7 @@ export const hostName = parsedString((text) => {
 }, "a host name");
 
 export class UrlError extends DohEdgeError {
+  override readonly name = "UrlError";
   readonly code = "bad_url";
 }
 
