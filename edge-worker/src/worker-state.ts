@@ -20,6 +20,7 @@ import {
 } from "../../shared/config/schema/worker.ts";
 import { createDohApp } from "../../shared/doh/doh-app.ts";
 import { systemClock } from "../../shared/engine/clock.ts";
+import { DohEdgeError } from "../../shared/errors.ts";
 import type { NameMatcher } from "../../shared/policy/compiled-list.ts";
 import { createPolicy } from "../../shared/policy/rules.ts";
 import { createSuffixSet } from "../../shared/policy/suffix-set.ts";
@@ -76,8 +77,11 @@ export function workerState(env: Env): WorkerState {
 
 /** The config's Lua entries (if any), then the bundled TS policy module. Throws ConfigError. */
 function programmablePolicy(plugins: PluginsConfig): { hook: PolicyHook; ready?: Promise<void> } {
+  // Our errors by their message: their class names are minified in the deployed bundle.
   const moduleHook = createModuleHook(handle, 50, (error) =>
-    console.warn(`doh-edge policy module failed: ${String(error)}`),
+    console.warn(
+      `doh-edge policy module failed: ${error instanceof DohEdgeError ? error.message : String(error)}`,
+    ),
   );
   const lua = createLuaHook(plugins, {
     scripts: bundledLuaScripts,
