@@ -45,6 +45,9 @@ export default defineConfig({
             },
           }),
         ],
+        // The worker's tests run the Lua build (wrangler.toml's define is
+        // false; test/tools/worker-build.test.ts builds both with wrangler).
+        define: { DOH_EDGE_LUA: "true" },
         test: {
           name: "edge-worker",
           include: ["test/edge-worker/**/*.test.ts"],

@@ -1,25 +1,19 @@
 // Lua policies (issue 20): what one handle() call costs, in the relay's
 // plugin chain (Node, in process) and in the worker's hook (workerd through
-// Miniflare, bench/lua-worker-entry.ts bundled by wrangler). Scripts:
-// BalanceDNS's example policy.lua and test/fixtures/lua/policy-cases.lua,
+// Miniflare, bench/lua-worker-entry.ts bundled by wrangler with the VM).
+// Scripts: BalanceDNS's example policy.lua and test/fixtures/lua/policy-cases.lua,
 // a forwarded name and an answered one; and a runaway call cut off at the
 // default budget of 100,000 instructions. Runs inside `npm run bench` and
 // alone: `node bench/lua-policy.ts`.
 
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { createPluginChain } from "../relay/src/exec-plugin.ts";
-import { WRANGLER_ENV } from "../scripts/stack.ts";
 import { loadLuaPolicy } from "../shared/policy/lua-policy.ts";
-import { bundleModules } from "./worker-cold.ts";
+import { bundleModules, LUA_DEFINE, wranglerBuild } from "../test/support/wrangler-build.ts";
 
-const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FIXTURES = fileURLToPath(new URL("../test/fixtures/lua/", import.meta.url));
 const CALLS = Number(process.env.BENCH_LUA_CALLS ?? 20_000);
 const BUDGET = 100_000;
@@ -71,34 +65,23 @@ async function relayCall(script: string, domain: string, calls: number) {
   return { loadMs, us };
 }
 
-/** The bench worker bundled as wrangler bundles the worker (its nodejs_compat and Text rule), in Miniflare. */
-async function startBenchWorker(dir: string): Promise<Miniflare> {
+/** The bench worker bundled as wrangler bundles the worker's Lua build, in Miniflare. */
+async function startBenchWorker(): Promise<{ mf: Miniflare; dir: string }> {
   const entry = fileURLToPath(new URL("./lua-worker-entry.ts", import.meta.url));
-  await run(
-    process.execPath,
-    [
-      join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
-      "deploy",
-      entry,
-      "--dry-run",
-      "--outdir",
-      dir,
-    ],
-    { cwd: ROOT, env: { ...process.env, ...WRANGLER_ENV, CI: "true" } },
-  );
-  const script = join(dir, "lua-worker-entry.js");
-  return new Miniflare(
+  const built = await wranglerBuild({ entry, args: LUA_DEFINE });
+  const mf = new Miniflare(
     convertV4MiniflareOptions({
       workers: [
         {
           name: "lua-bench",
-          ...bundleModules(script),
+          ...bundleModules(built.script),
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
         },
       ],
     }),
   );
+  return { mf, dir: built.dir };
 }
 
 async function workerCall(mf: Miniflare, script: string, domain: string, calls: number) {
@@ -113,10 +96,8 @@ async function workerCall(mf: Miniflare, script: string, domain: string, calls: 
 }
 
 export async function benchLuaPolicy(): Promise<LuaBench> {
-  const dir = await mkdtemp(join(tmpdir(), "doh-lua-bench-"));
-  let mf: Miniflare | undefined;
+  const { mf, dir } = await startBenchWorker();
   try {
-    mf = await startBenchWorker(dir);
     const rows: LuaBenchRow[] = [];
     let relayLoadMs = Number.POSITIVE_INFINITY;
     let workerLoadMs = Number.POSITIVE_INFINITY;
@@ -131,7 +112,7 @@ export async function benchLuaPolicy(): Promise<LuaBench> {
     }
     return { rows, relayLoadMs, workerLoadMs };
   } finally {
-    await mf?.dispose();
+    await mf.dispose();
     await rm(dir, { recursive: true, force: true });
   }
 }

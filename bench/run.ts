@@ -598,9 +598,9 @@ async function main(): Promise<number> {
     const workerSection = [
       "## Edge worker CPU per request",
       "",
-      "bench/worker.ts (`npm run bench:worker`): the deploy bundle in workerd (Miniflare), against the",
-      "suite's DoH server and nsd; each kind of request in batches, four at a time, against `/healthz`",
-      "in the same run.",
+      "bench/worker.ts (`npm run bench:worker`): the default deploy bundle (no Lua VM) in workerd",
+      "(Miniflare), against the suite's DoH server and nsd; each kind of request in batches, four at a",
+      "time, against `/healthz` in the same run.",
       "",
       ...workerTable(worker),
     ];

@@ -2,13 +2,12 @@
 // instance (optionally with an inspector, or a static-assets directory),
 // workerd's pid and resident memory, and a cold isolate's first answer.
 
-import { readdirSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
-import { dirname, join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { buildQuery } from "../shared/dns/query.ts";
 import { readRcode } from "../shared/dns/wire.ts";
+import { bundleModules } from "../test/support/wrangler-build.ts";
 import { BenchError, threadSchedTimes } from "./processes.ts";
 
 export interface WorkerOptions {
@@ -23,22 +22,6 @@ export interface WorkerOptions {
 export interface ColdOptions extends WorkerOptions {
   /** Also read workerd's memory this long after the first answer (background work done). */
   settleMs?: number;
-}
-
-/**
- * A wrangler --outdir bundle as Miniflare modules: the script, and beside it
- * the Lua policy scripts it imports as text (wrangler.toml's Text rule).
- */
-export function bundleModules(script: string) {
-  const dir = dirname(script);
-  const texts = readdirSync(dir).filter((name) => name.endsWith(".lua"));
-  return {
-    modulesRoot: dir,
-    modules: [
-      { type: "ESModule" as const, path: script },
-      ...texts.map((name) => ({ type: "Text" as const, path: join(dir, name) })),
-    ],
-  };
 }
 
 export function startWorker(script: string, config: unknown, options: WorkerOptions = {}) {

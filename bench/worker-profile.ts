@@ -5,17 +5,22 @@
 // running other services of the same workerd (Miniflare's Cache API and
 // static assets, workerd's HTTP client), shows up as "(idle)" or not at all.
 
+import { readFileSync } from "node:fs";
+import { SourceMap } from "node:module";
+import { dirname, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { BenchError } from "./processes.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The sampling interval, µs: short enough for sub-millisecond requests, long enough to cost little. */
 const SAMPLE_US = 250;
 
+type CallFrame = { functionName: string; url: string; lineNumber: number; columnNumber: number };
+
 /** One CPU profile from Profiler.stop (the fields we read). */
 interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
-  }[];
+  nodes: { id: number; callFrame: CallFrame }[];
   samples: number[];
   timeDeltas: number[];
 }
@@ -27,7 +32,7 @@ export interface IsolateCpu {
   programMs: number;
   /** Of that, V8's garbage collector, ms. */
   gcMs: number;
-  /** Frames by self time, busiest first: "function url:line" and ms. */
+  /** Frames by self time, busiest first: "source.ts:line" (or "function file:line") and ms. */
   top: { frame: string; ms: number }[];
 }
 
@@ -41,7 +46,12 @@ export interface InspectorSession {
  * Opens a session with the isolate of the worker `name` (its inspector id is
  * `core:user:<name>`) at workerd's inspector address.
  */
-export async function openInspector(inspector: URL, name: string): Promise<InspectorSession> {
+export async function openInspector(
+  inspector: URL,
+  name: string,
+  script?: string,
+): Promise<InspectorSession> {
+  const where = script ? sourceFrames(script) : undefined;
   const socket = new WebSocket(new URL(`/core:user:${name}`, inspector));
   await new Promise<void>((resolve, reject) => {
     socket.addEventListener("open", () => resolve(), { once: true });
@@ -78,9 +88,25 @@ export async function openInspector(inspector: URL, name: string): Promise<Inspe
       await send("Profiler.start");
       await run();
       const { profile } = (await send("Profiler.stop")) as { profile: CpuProfile };
-      return summarize(profile);
+      return summarize(profile, where);
     },
     close: () => socket.close(),
+  };
+}
+
+/**
+ * Names a bundle's frames by where their function starts in the source,
+ * through the bundle's source map (`script`.map): the bundle is minified
+ * without its names (wrangler.toml's keep_names).
+ */
+function sourceFrames(script: string): (frame: CallFrame) => string | undefined {
+  const map = new SourceMap(JSON.parse(readFileSync(`${script}.map`, "utf8")));
+  return (frame) => {
+    if (!frame.url) return undefined;
+    const entry = map.findEntry(frame.lineNumber, frame.columnNumber);
+    if (!("originalSource" in entry)) return undefined;
+    const file = relative(ROOT, resolve(dirname(script), entry.originalSource));
+    return `${file.replace(/^node_modules\//, "")}:${entry.originalLine + 1}`;
   };
 }
 
@@ -88,7 +114,11 @@ export async function openInspector(inspector: URL, name: string): Promise<Inspe
 const NOT_BUSY = new Set(["(idle)", "(root)", "(program)"]);
 
 /** Busy time (JS and GC samples), "(program)" time, GC, and the top frames by self time. */
-export function summarize(profile: CpuProfile, topCount = 8): IsolateCpu {
+export function summarize(
+  profile: CpuProfile,
+  where: (frame: CallFrame) => string | undefined = () => undefined,
+  topCount = 8,
+): IsolateCpu {
   const byNode = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
   const self = new Map<string, number>();
   let busyUs = 0;
@@ -104,7 +134,8 @@ export function summarize(profile: CpuProfile, topCount = 8): IsolateCpu {
     busyUs += us;
     if (fn === "(garbage collector)") gcUs += us;
     const file = frame?.url.split("/").pop() ?? "";
-    const key = file ? `${fn} ${file}:${(frame?.lineNumber ?? 0) + 1}` : fn;
+    const key =
+      (frame && where(frame)) ?? (file ? `${fn} ${file}:${(frame?.lineNumber ?? 0) + 1}` : fn);
     self.set(key, (self.get(key) ?? 0) + us);
   });
   const top = [...self.entries()]

@@ -1,7 +1,7 @@
 // `npm run bench:worker`: what the edge worker costs per request and what a
-// big compiled block list costs a cold isolate (issue 16). The worker bundle
-// (`wrangler deploy --dry-run`) runs in workerd through Miniflare, against the
-// suite's DoH server and nsd on loopback.
+// big compiled block list costs a cold isolate (issue 16). The default worker
+// bundle (`wrangler deploy --dry-run`, without the Lua VM) runs in workerd
+// through Miniflare, against the suite's DoH server and nsd on loopback.
 //
 // CPU, two ways, for each kind of request (cache miss, cache hit, blocked
 // name, race of 2) against a batch of `/healthz` in the same run:
@@ -20,18 +20,16 @@
 // BENCH_NO_CACHE_API=1 turns the Cache API off, to see what Miniflare's
 // local implementation of it (a service in the same workerd) costs a miss.
 
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { WRANGLER_ENV } from "../scripts/stack.ts";
 import { Rcode } from "../shared/dns/wire.ts";
 import { buildCompiledList } from "../shared/policy/compiled-list.ts";
 import { type RunningServer, startNsd } from "../test/support/dns-servers.ts";
 import { type DohTestServer, startDohTestServer } from "../test/support/doh-test-server.ts";
 import { listNames } from "../test/support/list-names.ts";
+import { LUA_DEFINE, type WranglerBuild, wranglerBuild } from "../test/support/wrangler-build.ts";
 import { BenchError, cpuSeconds, onCpuShare, threadSchedTimes } from "./processes.ts";
 import {
   type ColdRun,
@@ -46,8 +44,6 @@ import { workerTable } from "./worker-report.ts";
 
 export { workerTable };
 
-const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1500);
 const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
 const COLD_RUNS = 3;
@@ -99,7 +95,10 @@ export interface ColdListRow {
 }
 
 export interface WorkerBench {
-  bundleKiB: number;
+  /** wrangler's Total Upload of the default build (no Lua VM), KiB. */
+  bundle: { kib: number; gzipKiB: number };
+  /** The same for `--define DOH_EDGE_LUA:true`. */
+  luaBundle: { kib: number; gzipKiB: number };
   rows: WorkerCpuRow[];
   /** First DNS answer of a fresh workerd, ms after it is ready (median of runs). */
   coldFirstQueryMs: number;
@@ -108,15 +107,11 @@ export interface WorkerBench {
   coldWithList: ColdListRow[];
 }
 
-async function bundle(): Promise<{ dir: string; script: string; kib: number }> {
-  const dir = await mkdtemp(join(tmpdir(), "doh-edge-worker-bench-"));
-  await run(
-    process.execPath,
-    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir],
-    { cwd: ROOT, env: { ...process.env, ...WRANGLER_ENV, CI: "true" } },
-  );
-  const script = join(dir, "index.js");
-  return { dir, script, kib: (await readFile(script)).length / 1024 };
+/** The default deploy bundle (benched), and the Lua build's upload size beside it. */
+async function bundles(): Promise<{ built: WranglerBuild; lua: WranglerBuild }> {
+  const [built, lua] = await Promise.all([wranglerBuild(), wranglerBuild({ args: LUA_DEFINE })]);
+  await rm(lua.dir, { recursive: true, force: true });
+  return { built, lua };
 }
 
 /** Sends `count` requests made by `send`, four at a time. */
@@ -136,7 +131,7 @@ async function cpuRows(script: string, config: unknown): Promise<WorkerCpuRow[]>
     const url = await worker.ready;
     await dnsPost(url, "warm.bench.test");
     const pid = await workerdPid();
-    const session = await openInspector(await worker.getInspectorURL(), "doh-edge");
+    const session = await openInspector(await worker.getInspectorURL(), "doh-edge", script);
     try {
       const kinds: [string, (i: number) => Promise<unknown>][] = [
         ["/healthz", (i) => fetch(new URL(`/healthz?${i}`, url)).then((r) => r.arrayBuffer())],
@@ -244,7 +239,7 @@ async function coldListRows(
 }
 
 export async function benchWorker(): Promise<WorkerBench> {
-  const built = await bundle();
+  const { built, lua } = await bundles();
   const servers: (RunningServer | DohTestServer)[] = [];
   try {
     const nsdA = await startNsd({ zones: { "bench.test.": ZONE } });
@@ -280,7 +275,8 @@ export async function benchWorker(): Promise<WorkerBench> {
       coldWithList.push(...(await coldListRows(built.script, config, count, baseline)));
     }
     return {
-      bundleKiB: built.kib,
+      bundle: { kib: built.uploadKiB, gzipKiB: built.gzipKiB },
+      luaBundle: { kib: lua.uploadKiB, gzipKiB: lua.gzipKiB },
       rows,
       coldFirstQueryMs: baseline.cold.ms,
       coldFirstQueryCpuMs: baseline.cold.cpuMs,

@@ -5,11 +5,14 @@
 // wins. A call cut off by its instruction budget, or in error, or with a
 // bad answer, gets plugins.on_error, like an exec plugin on the relay.
 //
-// The VM is imported only when a config has Lua entries: an isolate
-// without them never evaluates fengari (about 270 KiB of the bundle). So
-// the load is asynchronous: `ready` settles once every script has loaded,
-// or rejects with a ConfigError naming the script's key, and the worker
-// answers no request before it settles (edge-worker/src/index.ts).
+// The VM (fengari, about 240 KiB) is in the bundle only when it is built
+// with `--define DOH_EDGE_LUA:true` (wrangler.toml's define is false, so the
+// default bundle stays under issue 16's 250 KiB); a build without it refuses
+// a Lua entry with a config error saying so. Even in a Lua build an isolate
+// imports the VM only when its config has Lua entries. So the load is
+// asynchronous: `ready` settles once every script has loaded, or rejects
+// with a ConfigError naming the script's key, and the worker answers no
+// request before it settles (edge-worker/src/index.ts).
 
 import { ConfigError, type ConfigProblem } from "../../shared/config/schema/errors.ts";
 import type { PluginsConfig } from "../../shared/config/schema/sections/plugins.ts";
@@ -17,6 +20,14 @@ import type { LuaPolicy, LuaPolicyError } from "../../shared/policy/lua-policy.t
 import { onErrorDecision } from "../../shared/policy/plugin-output.ts";
 import type { Decision } from "../../shared/policy/rules.ts";
 import type { PolicyHook } from "../../shared/resolver/policy-resolver.ts";
+
+/** The build flag (wrangler.toml's define); esbuild drops the VM's import when it is false. */
+declare const DOH_EDGE_LUA: boolean;
+const importVm = DOH_EDGE_LUA ? () => import("../../shared/policy/lua-policy.ts") : undefined;
+
+/** How to build with the VM: the config error of a build without it says this. */
+const LUA_BUILD_HINT =
+  "this worker was built without the Lua VM; deploy with `npx wrangler deploy --define DOH_EDGE_LUA:true` (README, Plugins)";
 
 export interface LuaHookOptions {
   /** Script text by bundled name. */
@@ -34,10 +45,16 @@ export interface LuaHook {
 
 type Entry = { index: number; name: string; file: string; source: string; max: number };
 
-/** The config's Lua entries with their bundled scripts; throws ConfigError for a script not bundled. */
+/** The config's Lua entries with their bundled scripts; throws ConfigError for a script not bundled, or for any in a build without the VM. */
 function bundledEntries(config: PluginsConfig, scripts: LuaHookOptions["scripts"]): Entry[] {
   const problems: ConfigProblem[] = [];
   const entries: Entry[] = [];
+  const firstLua = config.entries.findIndex((entry) => entry.runtime === "lua");
+  if (!importVm && firstLua >= 0) {
+    throw new ConfigError([
+      { path: ["plugins", "entries", firstLua, "runtime"], message: LUA_BUILD_HINT },
+    ]);
+  }
   config.entries.forEach((entry, index) => {
     if (entry.runtime !== "lua") return; // the worker's config refuses these
     const source = scripts[entry.path];
@@ -62,7 +79,8 @@ function bundledEntries(config: PluginsConfig, scripts: LuaHookOptions["scripts"
 }
 
 async function loadAll(entries: Entry[], options: LuaHookOptions): Promise<[string, LuaPolicy][]> {
-  const { loadLuaPolicy } = await import("../../shared/policy/lua-policy.ts");
+  if (!importVm) throw new Error("no Lua VM in this build"); // bundledEntries refused the config
+  const { loadLuaPolicy } = await importVm();
   const problems: ConfigProblem[] = [];
   const loaded: [string, LuaPolicy][] = [];
   for (const entry of entries) {

@@ -23,10 +23,12 @@ async function bundledFiles(entry: string): Promise<Set<string>> {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["browser", "module", "main"],
-    // As wrangler bundles it: Node's modules from nodejs_compat (fengari, the
-    // Lua VM, requires some), Lua policy scripts as text (wrangler.toml's rule).
+    // As wrangler bundles it: Node's modules from nodejs_compat, Lua policy
+    // scripts as text and the default build without the Lua VM (wrangler.toml's
+    // rule and define; test/tools/worker-build.test.ts builds both with wrangler).
     external: ["cloudflare:*", "node:*", ...builtinModules],
     loader: { ".lua": "text" },
+    define: { DOH_EDGE_LUA: "false" },
     logLevel: "silent",
   });
   return new Set(Object.keys(result.metafile.inputs));
