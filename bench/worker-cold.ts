@@ -2,21 +2,46 @@
 // instance (optionally with an inspector, or a static-assets directory),
 // workerd's pid and resident memory, and a cold isolate's first answer.
 
+import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
+import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { buildQuery } from "../shared/dns/query.ts";
 import { readRcode } from "../shared/dns/wire.ts";
 import { bundleModules } from "../test/support/wrangler-build.ts";
 import { BenchError, threadSchedTimes } from "./processes.ts";
+import { openInspector } from "./worker-profile.ts";
 
 export interface WorkerOptions {
   /** Open workerd's inspector on a free port (Miniflare.getInspectorURL). */
   inspector?: boolean;
   /** A static-assets directory behind the ASSETS binding (the worker runs first, as in the README). */
   assetsDir?: string;
-  /** Turn Miniflare's Cache API off. */
-  noCacheApi?: boolean;
+  /** Put the in-isolate Cache API stand-in (bench/worker-cache-standin.js) in front of the script. */
+  cacheStandIn?: boolean;
+}
+
+const STAND_IN = fileURLToPath(new URL("worker-cache-standin.js", import.meta.url));
+
+/** The script's modules, behind an entry that first installs the Cache API stand-in. */
+function withCacheStandIn(script: string) {
+  const bundle = bundleModules(script);
+  const entry = join(bundle.modulesRoot, "bench-entry.js");
+  const standIn = join(bundle.modulesRoot, "bench-cache-standin.js");
+  return {
+    modulesRoot: bundle.modulesRoot,
+    modules: [
+      {
+        type: "ESModule" as const,
+        path: entry,
+        contents: `import "./bench-cache-standin.js";\nexport { default } from "./${basename(script)}";\n`,
+      },
+      { type: "ESModule" as const, path: standIn, contents: readFileSync(STAND_IN, "utf8") },
+      ...bundle.modules,
+    ],
+  };
 }
 
 export interface ColdOptions extends WorkerOptions {
@@ -31,11 +56,10 @@ export function startWorker(script: string, config: unknown, options: WorkerOpti
       workers: [
         {
           name: "doh-edge",
-          ...bundleModules(script),
+          ...(options.cacheStandIn ? withCacheStandIn(script) : bundleModules(script)),
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
           bindings: { DOH_CONFIG: JSON.stringify(config) },
-          ...(options.noCacheApi ? { cacheAPI: false } : {}),
           ...(options.assetsDir
             ? {
                 assets: {
@@ -125,16 +149,21 @@ export interface ColdRun {
   settledRss?: number;
   /** workerd's peak resident memory up to the last reading, MB. */
   peak: number;
+  /** The isolate's own memory (heap and ArrayBuffers) at the last reading, MB. */
+  isolateMb: number;
 }
 
-/** A fresh workerd's first answer for `name`, and its memory then. */
+/**
+ * A fresh workerd's first answer for `name`, and its memory then. Its
+ * inspector is reached only after the answer, to read the isolate's memory.
+ */
 export async function coldStart(
   script: string,
   config: unknown,
   name: string,
   options: ColdOptions = {},
 ): Promise<ColdRun> {
-  const fresh = startWorker(script, config, options);
+  const fresh = startWorker(script, config, { ...options, inspector: true });
   try {
     const url = await fresh.ready;
     const pid = await workerdPid();
@@ -144,11 +173,22 @@ export async function coldStart(
     const ms = performance.now() - t0;
     const cpuMs = schedRunMs(threadSchedTimes(pid)) - schedRunMs(before);
     const rss = await rssMb(pid);
-    if (options.settleMs === undefined) {
-      return { ms, cpuMs, rcode, rss, peak: await peakRssMb(pid) };
+    let settledRss: number | undefined;
+    if (options.settleMs !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, options.settleMs));
+      settledRss = await rssMb(pid);
     }
-    await new Promise((resolve) => setTimeout(resolve, options.settleMs));
-    return { ms, cpuMs, rcode, rss, settledRss: await rssMb(pid), peak: await peakRssMb(pid) };
+    const session = await openInspector(await fresh.getInspectorURL(), "doh-edge");
+    const isolateMb = await session.memoryMb().finally(() => session.close());
+    return {
+      ms,
+      cpuMs,
+      rcode,
+      rss,
+      ...(settledRss !== undefined ? { settledRss } : {}),
+      peak: await peakRssMb(pid),
+      isolateMb,
+    };
   } finally {
     await fresh.dispose();
   }

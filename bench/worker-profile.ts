@@ -39,6 +39,13 @@ export interface IsolateCpu {
 /** A DevTools protocol session with one of workerd's isolates. */
 export interface InspectorSession {
   profile(run: () => Promise<void>): Promise<IsolateCpu>;
+  /**
+   * The isolate's own memory, MB: V8's heap in use plus the backing stores of
+   * its ArrayBuffers (Runtime.getHeapUsage), the memory Cloudflare's 128 MB
+   * isolate limit is about. Unlike workerd's resident memory, it leaves out the
+   * other services of the same workerd (Miniflare's static assets and Cache API).
+   */
+  memoryMb(): Promise<number>;
   close(): void;
 }
 
@@ -89,6 +96,16 @@ export async function openInspector(
       await run();
       const { profile } = (await send("Profiler.stop")) as { profile: CpuProfile };
       return summarize(profile, where);
+    },
+    async memoryMb() {
+      const usage = (await send("Runtime.getHeapUsage")) as {
+        usedSize: number;
+        backingStorageSize?: number;
+      };
+      if (usage.backingStorageSize === undefined) {
+        throw new BenchError("inspector", "this workerd does not report ArrayBuffer memory");
+      }
+      return (usage.usedSize + usage.backingStorageSize) / 2 ** 20;
     },
     close: () => socket.close(),
   };

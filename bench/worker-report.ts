@@ -28,6 +28,25 @@ function cpuTable(bench: WorkerBench): string[] {
   ];
 }
 
+/** The worker's miss beside the floor forwarder's, each over its own /healthz. */
+function floorTable(bench: WorkerBench): string[] {
+  const miss = (rows: WorkerBench["rows"]) => rows.find((r) => r.kind === "cache miss");
+  const line = (what: string, row: WorkerBench["rows"][number] | undefined) =>
+    row ? [`| ${what} | ${ms(row.isolateOverBaselineMs)} | ${ms(row.overBaselineMs)} |`] : [];
+  const label = { fetch: "fetch only", "fetch+cache": "fetch, Cache API match and put" };
+  return [
+    "| cache miss, over its own /healthz | isolate CPU (ms) | workerd process CPU (ms) |",
+    "|---|---|---|",
+    ...line("the worker", miss(bench.rows)),
+    ...bench.floors.flatMap((f) => line(`floor: ${label[f.variant]}`, miss(f.rows))),
+    ...line("the worker, with Miniflare's Cache API", miss(bench.miniflareCache.worker)),
+    ...line(
+      "floor: fetch, Cache API match and put, with Miniflare's Cache API",
+      miss(bench.miniflareCache.floor),
+    ),
+  ];
+}
+
 function topFrames(bench: WorkerBench): string[] {
   const lines: string[] = [];
   for (const kind of process.env.BENCH_WORKER_ALL_FRAMES
@@ -42,11 +61,11 @@ function topFrames(bench: WorkerBench): string[] {
 
 function listTable(bench: WorkerBench): string[] {
   return [
-    "| names | list given as | file (MB) | first answer (ms) | slower than no list (ms) | workerd CPU until it, over no list (ms) | memory growth after it (MB) | settled (MB) | peak (MB) |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| names | list given as | file (MB) | first answer (ms) | slower than no list (ms) | workerd CPU until it, over no list (ms) | workerd memory growth after it (MB) | settled (MB) | peak (MB) | isolate's own memory growth, settled (MB) |",
+    "|---|---|---|---|---|---|---|---|---|---|",
     ...bench.coldWithList.map(
       (r) =>
-        `| ${r.names.toLocaleString("en-US")} | \`{ ${r.source} }\` | ${r.fileMb.toFixed(1)} | ${r.firstQueryMs.toFixed(0)} | ${r.slowerMs.toFixed(0)} | ${r.slowerCpuMs.toFixed(0)} | ${r.memoryGrowthMb.toFixed(1)} | ${r.settledGrowthMb.toFixed(1)} | ${r.peakGrowthMb.toFixed(1)} |`,
+        `| ${r.names.toLocaleString("en-US")} | \`{ ${r.source} }\` | ${r.fileMb.toFixed(1)} | ${r.firstQueryMs.toFixed(0)} | ${r.slowerMs.toFixed(0)} | ${r.slowerCpuMs.toFixed(0)} | ${r.memoryGrowthMb.toFixed(1)} | ${r.settledGrowthMb.toFixed(1)} | ${r.peakGrowthMb.toFixed(1)} | ${r.isolateGrowthMb.toFixed(1)} |`,
     ),
   ];
 }
@@ -60,8 +79,14 @@ export function targetLines(bench: WorkerBench): string[] {
   ];
   const miss = row("cache miss");
   if (miss) {
+    const floor = bench.floors
+      .find((f) => f.variant === "fetch+cache")
+      ?.rows.find((r) => r.kind === "cache miss");
+    const own = floor
+      ? `; the floor forwarder with the same I/O: ${ms(floor.isolateOverBaselineMs)} ms, so our code adds ${ms(miss.isolateOverBaselineMs - floor.isolateOverBaselineMs)} ms`
+      : "";
     lines.push(
-      `- miss ≤ ${TARGETS.missMs} ms of isolate CPU over /healthz: ${ms(miss.isolateOverBaselineMs)} ms, ${verdict(miss.isolateOverBaselineMs <= TARGETS.missMs)} (process CPU: ${ms(miss.overBaselineMs)} ms)`,
+      `- miss ≤ ${TARGETS.missMs} ms of isolate CPU over /healthz: ${ms(miss.isolateOverBaselineMs)} ms, ${verdict(miss.isolateOverBaselineMs <= TARGETS.missMs)} (process CPU: ${ms(miss.overBaselineMs)} ms${own})`,
     );
   }
   for (const kind of ["cache hit", "blocked name"]) {
@@ -72,9 +97,8 @@ export function targetLines(bench: WorkerBench): string[] {
     );
   }
   for (const r of bench.coldWithList.filter((l) => l.names === TARGETS.names)) {
-    const growth = Math.max(r.memoryGrowthMb, r.settledGrowthMb);
     lines.push(
-      `- ${r.names.toLocaleString("en-US")} names as \`{ ${r.source} }\`: first answer ${r.slowerMs.toFixed(0)} ms slower, ${r.slowerCpuMs.toFixed(0)} ms more workerd CPU (≤ ${TARGETS.coldSlowerMs}: ${verdict(r.slowerMs <= TARGETS.coldSlowerMs)} by wall time, ${verdict(r.slowerCpuMs <= TARGETS.coldSlowerMs)} by CPU), memory +${growth.toFixed(1)} MB (≤ ${TARGETS.memoryMb}: ${verdict(growth <= TARGETS.memoryMb)}; peak +${r.peakGrowthMb.toFixed(1)} MB)`,
+      `- ${r.names.toLocaleString("en-US")} names as \`{ ${r.source} }\`: first answer ${r.slowerMs.toFixed(0)} ms slower, ${r.slowerCpuMs.toFixed(0)} ms more workerd CPU (≤ ${TARGETS.coldSlowerMs}: ${verdict(r.slowerMs <= TARGETS.coldSlowerMs)} by wall time, ${verdict(r.slowerCpuMs <= TARGETS.coldSlowerMs)} by CPU); the isolate's memory +${r.isolateGrowthMb.toFixed(1)} MB (≤ ${TARGETS.memoryMb}: ${verdict(r.isolateGrowthMb <= TARGETS.memoryMb)}; all of workerd: +${Math.max(r.memoryGrowthMb, r.settledGrowthMb).toFixed(1)} MB, peak +${r.peakGrowthMb.toFixed(1)} MB)`,
     );
   }
   return lines;
@@ -84,13 +108,23 @@ export function workerTable(bench: WorkerBench): string[] {
   return [
     `Worker bundle (wrangler's Total Upload): ${kib(bench.bundle)}; built with the Lua VM: ${kib(bench.luaBundle)}. Cold isolate, first DNS answer: ${bench.coldFirstQueryMs.toFixed(0)} ms, ${bench.coldFirstQueryCpuMs.toFixed(0)} ms of workerd CPU (median of 3).`,
     "",
-    "CPU per request. Process CPU is workerd's (/proc) over a batch: it includes workerd's HTTP client",
-    "and Miniflare's Cache API, a JS service in the same workerd, which on Cloudflare run outside the",
-    "Worker. Isolate CPU is the worker isolate's busy time in a V8 CPU profile of another batch",
-    "(workerd's inspector; JS, GC and runtime calls on the isolate's thread, not idle time): what",
-    "Cloudflare bills as the Worker's CPU time, and what the targets are judged by.",
+    "CPU per request. Process CPU is workerd's (/proc) over a batch: it includes workerd's HTTP client,",
+    "which on Cloudflare runs outside the Worker. Isolate CPU is the worker isolate's busy time in a",
+    "V8 CPU profile of another batch (workerd's inspector; JS, GC and runtime calls on the isolate's",
+    "thread, not idle time): what Cloudflare bills as the Worker's CPU time, and what the targets are",
+    "judged by. The Cache API here is an in-isolate stand-in (bench/worker-cache-standin.js: a Map,",
+    "with the Request and Response handling of a match and a put): Miniflare's own is a service that",
+    "runs on the isolate's thread, so its work shows up in the isolate's profile; on Cloudflare the",
+    "cache is outside the isolate. The rows with Miniflare's Cache API are below, apart.",
     "",
     ...cpuTable(bench),
+    "",
+    "The same miss through a floor forwarder (bench/worker-floor.js: read the body, fetch with an",
+    "abort signal and a timer, read the answer, respond; and with a Cache API match before and a put",
+    "after, as the worker's shared answer cache does), in the same run: the I/O's own cost here,",
+    "without our code; and both with Miniflare's Cache API instead of the stand-in.",
+    "",
+    ...floorTable(bench),
     "",
     "The isolate's busiest frames (self time per request, ms):",
     "",
@@ -101,7 +135,10 @@ export function workerTable(bench: WorkerBench): string[] {
     "the machine, unlike wall time), and workerd's resident memory over the list-less cold worker's",
     "right after that answer, once the load's background work has ended, and at the peak. `{ asset }`",
     "is read through Miniflare's static-assets service; `{ url }` is fetched from loopback and then",
-    "put in the Cache API (Miniflare's, in the same workerd: its copy counts here, not on Cloudflare).",
+    "put in the Cache API (Miniflare's, in the same workerd: its copies count in workerd's memory, not",
+    "on Cloudflare). The isolate's own memory is V8's heap in use plus its ArrayBuffers' backing",
+    "stores (Runtime.getHeapUsage through the inspector, once settled): what Cloudflare's 128 MB",
+    "isolate limit counts, and what the memory target is judged by.",
     "",
     ...listTable(bench),
     "",

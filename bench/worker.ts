@@ -17,9 +17,12 @@
 // over the list-less cold worker's, right after that answer, once the load's
 // background work has ended, and at its peak.
 // BENCH_WORKER_ALL_FRAMES=1 lists the busiest frames of every kind of request.
-// BENCH_NO_CACHE_API=1 turns the Cache API off, to see what Miniflare's
-// local implementation of it (a service in the same workerd) costs a miss.
+// The CPU rows run with an in-isolate stand-in for the Cache API
+// (bench/worker-cache-standin.js): Miniflare's Cache API is a service on the
+// isolate's own thread, and its work lands in the isolate's profile. The
+// worker's miss and the floor's are also shown with Miniflare's, apart.
 
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,6 +50,14 @@ export { workerTable };
 const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1500);
 const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
 const COLD_RUNS = 3;
+/** The least a Worker can do to forward a miss, to tell the runtime's I/O cost from our code's. */
+const FLOOR_SCRIPT = fileURLToPath(new URL("worker-floor.js", import.meta.url));
+const FLOOR_VARIANTS = ["fetch", "fetch+cache"] as const;
+export type FloorVariant = (typeof FLOOR_VARIANTS)[number];
+/** /healthz and a miss: what the floor answers, and what the Miniflare-cache rows measure. */
+const MISS = ["/healthz", "cache miss"];
+/** The Cache API the CPU rows run with: the in-isolate stand-in, or Miniflare's own. */
+type CacheKind = "stand-in" | "miniflare";
 /** How long after the first answer the load's background work (a Cache API put) is given. */
 const SETTLE_MS = 3000;
 
@@ -92,6 +103,8 @@ export interface ColdListRow {
   settledGrowthMb: number;
   /** workerd's peak resident memory over the list-less cold worker's peak, MB. */
   peakGrowthMb: number;
+  /** The isolate's own memory (heap and ArrayBuffers) over the list-less cold isolate's, once settled, MB. */
+  isolateGrowthMb: number;
 }
 
 export interface WorkerBench {
@@ -100,6 +113,10 @@ export interface WorkerBench {
   /** The same for `--define DOH_EDGE_LUA:true`. */
   luaBundle: { kib: number; gzipKiB: number };
   rows: WorkerCpuRow[];
+  /** The floor forwarder (bench/worker-floor.js), fetch only and with the Cache API: /healthz and miss. */
+  floors: { variant: FloorVariant; rows: WorkerCpuRow[] }[];
+  /** /healthz and a miss with Miniflare's Cache API, the worker's and the floor's (fetch+cache). */
+  miniflareCache: { worker: WorkerCpuRow[]; floor: WorkerCpuRow[] };
   /** First DNS answer of a fresh workerd, ms after it is ready (median of runs). */
   coldFirstQueryMs: number;
   /** workerd's CPU time until then, ms. */
@@ -124,22 +141,34 @@ async function batch(count: number, send: (i: number) => Promise<unknown>): Prom
   );
 }
 
-/** Process CPU and isolate CPU per request of each kind, and each over /healthz. */
-async function cpuRows(script: string, config: unknown): Promise<WorkerCpuRow[]> {
-  const worker = startWorker(script, config, { inspector: true, noCacheApi: noCacheApi() });
+/**
+ * Process CPU and isolate CPU per request of each kind, and each over /healthz;
+ * only the kinds in `only` when given (the floor forwarder answers /healthz and misses).
+ */
+async function cpuRows(
+  script: string,
+  config: unknown,
+  { only, cache = "stand-in" }: { only?: readonly string[]; cache?: CacheKind } = {},
+): Promise<WorkerCpuRow[]> {
+  const worker = startWorker(script, config, {
+    inspector: true,
+    cacheStandIn: cache === "stand-in",
+  });
   try {
     const url = await worker.ready;
     await dnsPost(url, "warm.bench.test");
     const pid = await workerdPid();
-    const session = await openInspector(await worker.getInspectorURL(), "doh-edge", script);
+    const mapped = existsSync(`${script}.map`) ? script : undefined;
+    const session = await openInspector(await worker.getInspectorURL(), "doh-edge", mapped);
     try {
-      const kinds: [string, (i: number) => Promise<unknown>][] = [
+      const all: [string, (i: number) => Promise<unknown>][] = [
         ["/healthz", (i) => fetch(new URL(`/healthz?${i}`, url)).then((r) => r.arrayBuffer())],
         ["cache miss", (i) => dnsPost(url, `m${i}.bench.test`)],
         ["cache hit", () => dnsPost(url, "warm.bench.test")],
         ["blocked name", (i) => dnsPost(url, `b${i}.blocked.bench.test`)],
         ["race of 2 (miss)", (i) => dnsPost(url, `r${i}.race.bench.test`)],
       ];
+      const kinds = only ? all.filter(([kind]) => only.includes(kind)) : all;
       const measured: { kind: string; cpuMs: number; isolate: IsolateCpu; onCpu: number }[] = [];
       for (const [kind, send] of kinds) {
         const before = cpuSeconds(pid) ?? Number.NaN;
@@ -175,8 +204,6 @@ async function cpuRows(script: string, config: unknown): Promise<WorkerCpuRow[]>
   }
 }
 
-const noCacheApi = () => process.env.BENCH_NO_CACHE_API !== undefined;
-
 /** The median run by first-answer time. */
 function median(runs: ColdRun[]): ColdRun {
   return [...runs].sort((x, y) => x.ms - y.ms)[Math.floor(runs.length / 2)]!;
@@ -207,7 +234,6 @@ async function coldListRows(
         runs.push(
           await coldStart(script, { ...config, blocklists: [list] }, names[i]!, {
             ...options,
-            noCacheApi: noCacheApi(),
             settleMs: SETTLE_MS,
           }),
         );
@@ -229,6 +255,7 @@ async function coldListRows(
         memoryGrowthMb: cold.rss - baseline.cold.rss,
         settledGrowthMb: (cold.settledRss ?? Number.NaN) - baseline.settled,
         peakGrowthMb: cold.peak - baseline.cold.peak,
+        isolateGrowthMb: cold.isolateMb - baseline.cold.isolateMb,
       });
     }
   } finally {
@@ -260,11 +287,23 @@ export async function benchWorker(): Promise<WorkerBench> {
       rules: [{ match: { suffix: "blocked.bench.test." }, action: "block" }],
     };
     const rows = await cpuRows(built.script, config);
+    const floors: WorkerBench["floors"] = [];
+    for (const variant of FLOOR_VARIANTS) {
+      const floorConfig = { ...config, floor: variant };
+      floors.push({ variant, rows: await cpuRows(FLOOR_SCRIPT, floorConfig, { only: MISS }) });
+    }
+    const miniflareCache = {
+      worker: await cpuRows(built.script, config, { only: MISS, cache: "miniflare" }),
+      floor: await cpuRows(
+        FLOOR_SCRIPT,
+        { ...config, floor: "fetch+cache" },
+        { only: MISS, cache: "miniflare" },
+      ),
+    };
     const cold: ColdRun[] = [];
     for (let i = 0; i < COLD_RUNS; i++) {
       cold.push(
         await coldStart(built.script, config, `cold${i}.bench.test`, {
-          noCacheApi: noCacheApi(),
           settleMs: SETTLE_MS,
         }),
       );
@@ -278,6 +317,8 @@ export async function benchWorker(): Promise<WorkerBench> {
       bundle: { kib: built.uploadKiB, gzipKiB: built.gzipKiB },
       luaBundle: { kib: lua.uploadKiB, gzipKiB: lua.gzipKiB },
       rows,
+      floors,
+      miniflareCache,
       coldFirstQueryMs: baseline.cold.ms,
       coldFirstQueryCpuMs: baseline.cold.cpuMs,
       coldWithList,
