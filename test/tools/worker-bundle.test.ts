@@ -58,7 +58,9 @@ async function minifiedErrorNames(): Promise<string[]> {
     logLevel: "silent",
   });
   const code = result.outputFiles[0]!.text;
-  const module = await import(`data:text/javascript;base64,${Buffer.from(code).toString("base64")}`);
+  const module = await import(
+    `data:text/javascript;base64,${Buffer.from(code).toString("base64")}`
+  );
   return module.names as string[];
 }
 
