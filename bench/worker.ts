@@ -47,7 +47,9 @@ import { workerTable } from "./worker-report.ts";
 
 export { workerTable };
 
-const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1500);
+const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1000);
+/** Rounds of every kind in turn; a row's figures are the medians of its rounds. */
+const ROUNDS = Number(process.env.BENCH_WORKER_ROUNDS ?? 3);
 const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
 const COLD_RUNS = 3;
 /** The least a Worker can do to forward a miss, to tell the runtime's I/O cost from our code's. */
@@ -141,6 +143,43 @@ async function batch(count: number, send: (i: number) => Promise<unknown>): Prom
   );
 }
 
+interface Measured {
+  kind: string;
+  cpuMs: number;
+  isolate: IsolateCpu;
+  onCpu: number;
+}
+
+const middle = (values: number[]) =>
+  [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+
+/**
+ * The sampler counts wall time: on a loaded machine a sample also covers
+ * time the thread waited for a CPU, so each batch's samples are scaled by
+ * the share of its runnable time the isolate's thread spent on a CPU.
+ */
+const perRequest = (m: Measured, ms: number) => (ms * m.onCpu) / REQUESTS;
+
+/** One kind's row from its rounds; "over /healthz" pairs each round with that round's /healthz. */
+function rowOf(kind: string, mine: Measured[], rounds: Measured[][]): WorkerCpuRow {
+  const base = rounds.map((measured) => measured[0]!);
+  const isolate = mine.map((m) => perRequest(m, m.isolate.busyMs));
+  const last = mine[mine.length - 1]!;
+  return {
+    kind,
+    requests: REQUESTS * mine.length,
+    cpuMs: middle(mine.map((m) => m.cpuMs)),
+    overBaselineMs: middle(mine.map((m, r) => m.cpuMs - base[r]!.cpuMs)),
+    isolateMs: middle(isolate),
+    isolateOverBaselineMs: middle(
+      isolate.map((ms, r) => ms - perRequest(base[r]!, base[r]!.isolate.busyMs)),
+    ),
+    onCpuShare: middle(mine.map((m) => m.onCpu)),
+    programMs: middle(mine.map((m) => perRequest(m, m.isolate.programMs))),
+    top: last.isolate.top.map((t) => ({ frame: t.frame, ms: perRequest(last, t.ms) })),
+  };
+}
+
 /**
  * Process CPU and isolate CPU per request of each kind, and each over /healthz;
  * only the kinds in `only` when given (the floor forwarder answers /healthz and misses).
@@ -169,33 +208,33 @@ async function cpuRows(
         ["race of 2 (miss)", (i) => dnsPost(url, `r${i}.race.bench.test`)],
       ];
       const kinds = only ? all.filter(([kind]) => only.includes(kind)) : all;
-      const measured: { kind: string; cpuMs: number; isolate: IsolateCpu; onCpu: number }[] = [];
-      for (const [kind, send] of kinds) {
-        const before = cpuSeconds(pid) ?? Number.NaN;
-        await batch(REQUESTS, send);
-        const cpuMs = (((cpuSeconds(pid) ?? Number.NaN) - before) * 1000) / REQUESTS;
-        // A second batch, profiled (fresh names: a miss stays a miss).
-        const sched = threadSchedTimes(pid);
-        const isolate = await session.profile(() => batch(REQUESTS, (i) => send(i + REQUESTS)));
-        measured.push({ kind, cpuMs, isolate, onCpu: onCpuShare(sched, threadSchedTimes(pid)) });
+      // Rounds of every kind in turn, so that each kind meets the same spells
+      // of load; each kind's figures are the medians of its rounds.
+      let sent = 0;
+      const rounds: Measured[][] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const measured: Measured[] = [];
+        for (const [kind, send] of kinds) {
+          const fresh = (i: number) => send(sent + i); // a miss stays a miss
+          const before = cpuSeconds(pid) ?? Number.NaN;
+          await batch(REQUESTS, fresh);
+          sent += REQUESTS;
+          const cpuMs = (((cpuSeconds(pid) ?? Number.NaN) - before) * 1000) / REQUESTS;
+          // A second batch, profiled.
+          const sched = threadSchedTimes(pid);
+          const isolate = await session.profile(() => batch(REQUESTS, fresh));
+          sent += REQUESTS;
+          measured.push({ kind, cpuMs, isolate, onCpu: onCpuShare(sched, threadSchedTimes(pid)) });
+        }
+        rounds.push(measured);
       }
-      // The sampler counts wall time: on a loaded machine a sample also covers
-      // time the thread waited for a CPU, so each batch's samples are scaled by
-      // the share of its runnable time the isolate's thread spent on a CPU.
-      const perRequest = (m: (typeof measured)[number], ms: number) => (ms * m.onCpu) / REQUESTS;
-      const base = measured[0]!;
-      const baseIsolateMs = perRequest(base, base.isolate.busyMs);
-      return measured.map((m) => ({
-        kind: m.kind,
-        requests: REQUESTS,
-        cpuMs: m.cpuMs,
-        overBaselineMs: m.cpuMs - base.cpuMs,
-        isolateMs: perRequest(m, m.isolate.busyMs),
-        isolateOverBaselineMs: perRequest(m, m.isolate.busyMs) - baseIsolateMs,
-        onCpuShare: m.onCpu,
-        programMs: perRequest(m, m.isolate.programMs),
-        top: m.isolate.top.map((t) => ({ frame: t.frame, ms: perRequest(m, t.ms) })),
-      }));
+      return kinds.map(([kind], k) =>
+        rowOf(
+          kind,
+          rounds.map((measured) => measured[k]!),
+          rounds,
+        ),
+      );
     } finally {
       session.close();
     }
