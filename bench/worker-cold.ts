@@ -49,6 +49,9 @@ export interface ColdOptions extends WorkerOptions {
   settleMs?: number;
 }
 
+/** The inspector's id for the worker under Miniflare. */
+export const MINIFLARE_INSPECTOR_ID = "core:user:doh-edge";
+
 export function startWorker(script: string, config: unknown, options: WorkerOptions = {}) {
   return new Miniflare(
     convertV4MiniflareOptions({
@@ -178,7 +181,7 @@ export async function coldStart(
       await new Promise((resolve) => setTimeout(resolve, options.settleMs));
       settledRss = await rssMb(pid);
     }
-    const session = await openInspector(await fresh.getInspectorURL(), "doh-edge");
+    const session = await openInspector(await fresh.getInspectorURL(), MINIFLARE_INSPECTOR_ID);
     const isolateMb = await session.memoryMb().finally(() => session.close());
     return {
       ms,

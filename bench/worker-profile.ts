@@ -50,21 +50,22 @@ export interface InspectorSession {
 }
 
 /**
- * Opens a session with the isolate of the worker `name` (its inspector id is
- * `core:user:<name>`) at workerd's inspector address.
+ * Opens a session with the isolate whose inspector id is `id` at workerd's
+ * inspector address: `core:user:<name>` under Miniflare, the service's name
+ * in a plain workerd (bench/workerd-direct.ts).
  */
 export async function openInspector(
   inspector: URL,
-  name: string,
+  id: string,
   script?: string,
 ): Promise<InspectorSession> {
   const where = script ? sourceFrames(script) : undefined;
-  const socket = new WebSocket(new URL(`/core:user:${name}`, inspector));
+  const socket = new WebSocket(new URL(`/${id}`, inspector));
   await new Promise<void>((resolve, reject) => {
     socket.addEventListener("open", () => resolve(), { once: true });
     socket.addEventListener(
       "error",
-      () => reject(new BenchError("inspector", `cannot reach the inspector of ${name}`)),
+      () => reject(new BenchError("inspector", `cannot reach the inspector of ${id}`)),
       { once: true },
     );
   });

@@ -1,26 +1,26 @@
 // `npm run bench:worker`: what the edge worker costs per request and what a
 // big compiled block list costs a cold isolate (issue 16). The default worker
-// bundle (`wrangler deploy --dry-run`, without the Lua VM) runs in workerd
-// through Miniflare, against the suite's DoH server and nsd on loopback.
+// bundle (`wrangler deploy --dry-run`, without the Lua VM) runs against the
+// suite's DoH server and nsd on loopback.
 //
-// CPU, two ways, for each kind of request (cache miss, cache hit, blocked
-// name, race of 2) against a batch of `/healthz` in the same run:
+// CPU, for each kind of request (cache miss, cache hit, blocked name, race of
+// 2) against /healthz in the same rounds, with the bundle in plain workerd
+// (bench/workerd-direct.ts) and an in-isolate Cache API stand-in
+// (bench/worker-cache-standin.js): Miniflare's fetch interceptor and Cache API
+// are services on the isolate's own thread whose work lands in its profile.
 //   - workerd's process CPU over a batch (/proc): everything workerd does,
-//     including its HTTP client and Miniflare's Cache API, which on Cloudflare
-//     run outside the Worker;
+//     including its HTTP client, which on Cloudflare runs outside the Worker;
 //   - the isolate's own CPU over another batch, from a V8 CPU profile taken
 //     through workerd's inspector (bench/worker-profile.ts): what Cloudflare
 //     bills as the Worker's CPU time, so issue 16's CPU targets are judged by it.
-// Then a cold isolate's first answer (a fresh workerd), and with a compiled
+// Beside the worker's miss: a floor forwarder's (bench/worker-floor.js) with
+// the same I/O, and both again in Miniflare with its Cache API.
+// Then, in Miniflare, a cold isolate's first answer, and with a compiled
 // list of 1M and 5M names given as `{ asset }` and as `{ url }`: the first
-// query asks a listed name (so it waits for the list), and workerd's memory
+// query asks a listed name (so it waits for the list), workerd's memory
 // over the list-less cold worker's, right after that answer, once the load's
-// background work has ended, and at its peak.
+// background work has ended, and at its peak, and the isolate's own memory.
 // BENCH_WORKER_ALL_FRAMES=1 lists the busiest frames of every kind of request.
-// The CPU rows run with an in-isolate stand-in for the Cache API
-// (bench/worker-cache-standin.js): Miniflare's Cache API is a service on the
-// isolate's own thread, and its work lands in the isolate's profile. The
-// worker's miss and the floor's are also shown with Miniflare's, apart.
 
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -38,12 +38,14 @@ import {
   type ColdRun,
   coldStart,
   dnsPost,
+  MINIFLARE_INSPECTOR_ID,
   serveBytes,
   startWorker,
   workerdPid,
 } from "./worker-cold.ts";
 import { type IsolateCpu, openInspector } from "./worker-profile.ts";
 import { workerTable } from "./worker-report.ts";
+import { DIRECT_INSPECTOR_ID, startWorkerd } from "./workerd-direct.ts";
 
 export { workerTable };
 
@@ -180,6 +182,23 @@ function rowOf(kind: string, mine: Measured[], rounds: Measured[][]): WorkerCpuR
   };
 }
 
+/** A worker for the CPU rows: in plain workerd with the stand-in, or in Miniflare with its Cache API. */
+async function running(script: string, config: unknown, cache: CacheKind) {
+  if (cache === "stand-in") {
+    const direct = await startWorkerd(script, config, { cacheStandIn: true });
+    return { ...direct, inspectorId: DIRECT_INSPECTOR_ID };
+  }
+  const worker = startWorker(script, config, { inspector: true });
+  const url = await worker.ready;
+  return {
+    url,
+    pid: await workerdPid(),
+    inspector: await worker.getInspectorURL(),
+    inspectorId: MINIFLARE_INSPECTOR_ID,
+    dispose: () => worker.dispose(),
+  };
+}
+
 /**
  * Process CPU and isolate CPU per request of each kind, and each over /healthz;
  * only the kinds in `only` when given (the floor forwarder answers /healthz and misses).
@@ -189,16 +208,12 @@ async function cpuRows(
   config: unknown,
   { only, cache = "stand-in" }: { only?: readonly string[]; cache?: CacheKind } = {},
 ): Promise<WorkerCpuRow[]> {
-  const worker = startWorker(script, config, {
-    inspector: true,
-    cacheStandIn: cache === "stand-in",
-  });
+  const worker = await running(script, config, cache);
   try {
-    const url = await worker.ready;
+    const { url, pid } = worker;
     await dnsPost(url, "warm.bench.test");
-    const pid = await workerdPid();
     const mapped = existsSync(`${script}.map`) ? script : undefined;
-    const session = await openInspector(await worker.getInspectorURL(), "doh-edge", mapped);
+    const session = await openInspector(worker.inspector, worker.inspectorId, mapped);
     try {
       const all: [string, (i: number) => Promise<unknown>][] = [
         ["/healthz", (i) => fetch(new URL(`/healthz?${i}`, url)).then((r) => r.arrayBuffer())],
