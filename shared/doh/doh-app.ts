@@ -5,7 +5,6 @@
 
 import { type Context, Hono } from "hono";
 import type { GetConnInfo } from "hono/conninfo";
-import { cors } from "hono/cors";
 import { padAnswerFor } from "../dns/edns-options.ts";
 import { buildErrorResponse, EdeCode, minTtl, Rcode, readRcode } from "../dns/wire.ts";
 import { DNS_JSON, DNS_MESSAGE, DOH_PATH, readDohRequest, readJsonQuery } from "./doh-request.ts";
@@ -32,8 +31,29 @@ export interface DohAppOptions {
   bodyTimeoutMs?: number;
 }
 
+/**
+ * CORS, so that pages may ask from any origin: on every response, set where
+ * the response is made (a middleware that sets headers around the handler
+ * makes Hono build every response twice).
+ */
+const CORS = {
+  "access-control-allow-origin": "*",
+  "access-control-expose-headers": "content-type,cache-control",
+} as const;
+
+/** A preflight's answer: what a cross-origin DoH or JSON request may use, cached a day. */
+const PREFLIGHT = {
+  ...CORS,
+  "access-control-allow-methods": "GET,POST,OPTIONS",
+  "access-control-allow-headers": "content-type,accept",
+  "access-control-max-age": "86400",
+};
+
 const text = (body: string, status: number) =>
-  new Response(`${body}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+  new Response(`${body}\n`, {
+    status,
+    headers: { ...CORS, "content-type": "text/plain; charset=utf-8" },
+  });
 
 /** RFC 8484 §5.1: freshness no longer than the smallest TTL; failures not at all. */
 function cacheLifetime(response: Uint8Array): number {
@@ -46,16 +66,7 @@ function cacheLifetime(response: Uint8Array): number {
 
 export function createDohApp(options: DohAppOptions): Hono {
   const app = new Hono();
-  app.use(
-    "*",
-    cors({
-      origin: "*",
-      allowMethods: ["GET", "POST", "OPTIONS"],
-      allowHeaders: ["content-type", "accept"],
-      exposeHeaders: ["content-type", "cache-control"],
-      maxAge: 86400,
-    }),
-  );
+  app.options("*", () => new Response(null, { status: 204, headers: PREFLIGHT }));
 
   const path = options.path ?? DOH_PATH;
   const answer = async (query: Uint8Array, c: Context): Promise<Uint8Array> => {
@@ -75,7 +86,7 @@ export function createDohApp(options: DohAppOptions): Hono {
     if (!parsed.ok) return text(parsed.message, parsed.status);
     const response = await answer(parsed.value.query, c);
     const ttl = cacheLifetime(response);
-    const headers = { "cache-control": `max-age=${ttl}` };
+    const headers = { ...CORS, "cache-control": `max-age=${ttl}` };
     if (parsed.value.format === "json") {
       return new Response(JSON.stringify(toJsonAnswer(response)), {
         headers: { ...headers, "content-type": DNS_JSON },

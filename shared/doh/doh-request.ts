@@ -36,8 +36,8 @@ export async function readDohRequest(
   request: Request,
   bodyTimeoutMs?: number,
 ): Promise<DohRequestResult> {
-  const url = new URL(request.url);
   if (request.method === "GET" || request.method === "HEAD") {
+    const url = new URL(request.url);
     const dns = url.searchParams.get("dns");
     if (dns === null) {
       if (url.searchParams.has("name") || acceptsJson(request)) return readJsonQuery(url);

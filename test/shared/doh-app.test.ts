@@ -158,13 +158,25 @@ describe("DoH app (RFC 8484)", () => {
         "access-control-request-headers": "content-type",
       },
     });
-    expect(pre.status).toBeLessThan(300);
+    expect(pre.status).toBe(204);
     expect(pre.headers.get("access-control-allow-origin")).toBe("*");
     expect(pre.headers.get("access-control-allow-methods")).toContain("POST");
-    const get = await app.request(`${base}/dns-query?dns=${encodeBase64Url(query)}`, {
-      headers: { origin: "https://page.example" },
-    });
-    expect(get.headers.get("access-control-allow-origin")).toBe("*");
+    expect(pre.headers.get("access-control-allow-headers")).toBe("content-type,accept");
+    expect(pre.headers.get("access-control-max-age")).toBe("86400");
+    const origin = { origin: "https://page.example" };
+    const responses = [
+      await app.request(`${base}/dns-query?dns=${encodeBase64Url(query)}`, { headers: origin }),
+      await app.request(`${base}/resolve?name=example.test`, { headers: origin }),
+      await app.request(`${base}/dns-query`, { method: "PUT", headers: origin }),
+      await app.request(`${base}/elsewhere`, { headers: origin }),
+    ];
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 405, 404]);
+    for (const response of responses) {
+      expect(response.headers.get("access-control-allow-origin")).toBe("*");
+      expect(response.headers.get("access-control-expose-headers")).toBe(
+        "content-type,cache-control",
+      );
+    }
   });
 
   it("serves /healthz", async () => {
