@@ -94,7 +94,7 @@ describe("worker block lists", () => {
       keepAlive: (work) => kept.push(work),
     });
     await Promise.all(kept); // verified, then put in the Cache API a chunk at a time
-    // The put copied chunks: the list in use still reads its own bytes.
+    // The put wrote views of the list in use: its bytes are still there.
     expect(first.matches("compiled-blocked.example.test")).toBe(true);
     const again = await loadWorkerBlocklists([{ url }], { fetch: counting, cache: caches.default });
     expect([fetches, again.size, again.matches("compiled-blocked.example.test")]).toEqual([
