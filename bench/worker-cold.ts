@@ -1,6 +1,6 @@
-// Running the worker bundle in workerd for bench/worker.ts: a Miniflare
-// instance (optionally with an inspector, or a static-assets directory),
-// workerd's pid and resident memory, and a cold isolate's first answer.
+// Running the worker bundle for bench/worker.ts: a Miniflare instance (for
+// the rows with Miniflare's Cache API), workerd's pid and resident memory,
+// and a cold isolate's first answer in a fresh plain workerd.
 
 import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
@@ -13,12 +13,11 @@ import { readRcode } from "../shared/dns/wire.ts";
 import { bundleModules } from "../test/support/wrangler-build.ts";
 import { BenchError, threadSchedTimes } from "./processes.ts";
 import { openInspector } from "./worker-profile.ts";
+import { DIRECT_INSPECTOR_ID, startWorkerd } from "./workerd-direct.ts";
 
 export interface WorkerOptions {
   /** Open workerd's inspector on a free port (Miniflare.getInspectorURL). */
   inspector?: boolean;
-  /** A static-assets directory behind the ASSETS binding (the worker runs first, as in the README). */
-  assetsDir?: string;
   /** Put the in-isolate Cache API stand-in (bench/worker-cache-standin.js) in front of the script. */
   cacheStandIn?: boolean;
 }
@@ -44,7 +43,9 @@ function withCacheStandIn(script: string) {
   };
 }
 
-export interface ColdOptions extends WorkerOptions {
+export interface ColdOptions {
+  /** A static-assets directory behind the ASSETS binding (workerd's disk service). */
+  assetsDir?: string;
   /** Also read workerd's memory this long after the first answer (background work done). */
   settleMs?: number;
 }
@@ -63,15 +64,6 @@ export function startWorker(script: string, config: unknown, options: WorkerOpti
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
           bindings: { DOH_CONFIG: JSON.stringify(config) },
-          ...(options.assetsDir
-            ? {
-                assets: {
-                  directory: options.assetsDir,
-                  binding: "ASSETS",
-                  routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: true },
-                },
-              }
-            : {}),
         },
       ],
     }),
@@ -166,10 +158,12 @@ export async function coldStart(
   name: string,
   options: ColdOptions = {},
 ): Promise<ColdRun> {
-  const fresh = startWorker(script, config, { ...options, inspector: true });
+  const fresh = await startWorkerd(script, config, {
+    cacheStandIn: true,
+    ...(options.assetsDir ? { assetsDir: options.assetsDir } : {}),
+  });
   try {
-    const url = await fresh.ready;
-    const pid = await workerdPid();
+    const { url, pid } = fresh;
     const before = threadSchedTimes(pid);
     const t0 = performance.now();
     const rcode = await dnsPost(url, name);
@@ -181,7 +175,7 @@ export async function coldStart(
       await new Promise((resolve) => setTimeout(resolve, options.settleMs));
       settledRss = await rssMb(pid);
     }
-    const session = await openInspector(await fresh.getInspectorURL(), MINIFLARE_INSPECTOR_ID);
+    const session = await openInspector(fresh.inspector, DIRECT_INSPECTOR_ID);
     const isolateMb = await session.memoryMb().finally(() => session.close());
     return {
       ms,

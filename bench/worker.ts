@@ -15,7 +15,7 @@
 //     bills as the Worker's CPU time, so issue 16's CPU targets are judged by it.
 // Beside the worker's miss: a floor forwarder's (bench/worker-floor.js) with
 // the same I/O, and both again in Miniflare with its Cache API.
-// Then, in Miniflare, a cold isolate's first answer, and with a compiled
+// Then a cold isolate's first answer (plain workerd), and with a compiled
 // list of 1M and 5M names given as `{ asset }` and as `{ url }`: the first
 // query asks a listed name (so it waits for the list), workerd's memory
 // over the list-less cold worker's, right after that answer, once the load's
