@@ -2,14 +2,17 @@
 // next to the Node floors, in one run, and (unless --no-profile) a V8 CPU
 // profile of the relay on each path with its top frames by self time.
 //
-//   node bench/profile.ts [--seconds 5] [--rounds 2] [--levels 10,50] [--no-profile] [--write]
-//     [--paths relay-udp,floor-udp] [--baseline /path/to/another/checkout]
+//   node bench/profile.ts [--seconds 5] [--rounds 2] [--levels 10,50] [--no-profile] [--no-perf]
+//     [--write] [--paths relay-udp,floor-udp] [--baseline /path/to/another/checkout]
 //
 // Paths: relay → UDP, relay → DoH (POST and GET), relay → DoT, and the Node
 // floors → UDP (bench/node-floor-udp.ts) and → DoT (bench/node-floor.ts),
 // all against one unbound answering from cache. Every path runs in turn,
 // round after round, so the ratios compare runs made seconds apart on this
-// shared machine. --write puts the report in bench/profiles.md. Bounded:
+// shared machine. Where Linux perf can attach, one more run per path under
+// `perf record` splits each process's CPU per query by kind (kernel, GC,
+// JavaScript, ...; bench/perf-split.ts). --write puts the report in
+// bench/profiles.md. Bounded:
 // each dnsperf run has -l and -Q; every process is stopped at the end.
 //
 // The recipe by hand, for any path: start the relay with
@@ -38,6 +41,7 @@ import {
 } from "../test/support/processes.ts";
 import { topFrames } from "./cpu-profile.ts";
 import { dnsperf } from "./dnsperf.ts";
+import { PERF_KINDS, perfAvailable, perfSplit, recordPerf } from "./perf-split.ts";
 import { cpuSplit } from "./processes.ts";
 import { startRelayProcess } from "./servers.ts";
 import { transportCpu } from "./transport-cpu.ts";
@@ -48,6 +52,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "2" },
     levels: { type: "string", default: "10,50" },
     "no-profile": { type: "boolean", default: false },
+    "no-perf": { type: "boolean", default: false },
     write: { type: "boolean", default: false },
     /** Only these path ids (e.g. relay-udp,floor-udp); all by default. */
     paths: { type: "string" },
@@ -271,6 +276,31 @@ function ratioLines(tallies: Map<string, Tally>): string[] {
   ];
 }
 
+/** One more run per path at the highest level under Linux perf: CPU µs per query by kind. */
+async function perfLines(paths: Path[], queryFile: string, dir: string): Promise<string[]> {
+  if (args["no-perf"] || !(await perfAvailable())) return [];
+  const level = Math.max(...LEVELS);
+  const columns: { title: string; us: Map<string, number> }[] = [];
+  for (const path of paths) {
+    const file = join(dir, `perf-${path.id}.data`);
+    const recording = recordPerf(path.proc.child.pid ?? 0, file);
+    const r = await measure(path, queryFile, level, SECONDS);
+    await recording.stop();
+    const ms = await perfSplit(file);
+    const perQuery = (v: number) => (v * 1000) / Math.max(1, r.completed);
+    columns.push({ title: path.title, us: new Map([...ms].map(([k, v]) => [k, perQuery(v)])) });
+  }
+  const total = (us: Map<string, number>) => [...us.values()].reduce((a, b) => a + b, 0);
+  return [
+    `| CPU µs per query (-q ${level}, perf) | ${columns.map((c) => c.title).join(" | ")} |`,
+    `|---|${columns.map(() => "---|").join("")}`,
+    ...PERF_KINDS.map(
+      (kind) => `| ${kind} | ${columns.map((c) => (c.us.get(kind) ?? 0).toFixed(1)).join(" | ")} |`,
+    ),
+    `| total | ${columns.map((c) => total(c.us).toFixed(1)).join(" | ")} |`,
+  ];
+}
+
 /** Each relay path again under --cpu-prof, one -q 50 run each; its top frames. */
 async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<string[]> {
   const profDir = (id: string) => join(dir, "prof", id);
@@ -331,6 +361,7 @@ async function main(): Promise<void> {
     const load0 = loadavg();
     const paths = await startPaths(dir, up, cleanups);
     const tallies = await compare(paths, queryFile);
+    const split = await perfLines(paths, queryFile, dir);
     for (const path of paths) await path.proc.stop();
     const transports = await transportCpu(
       {
@@ -358,6 +389,16 @@ async function main(): Promise<void> {
       "",
       ...ratioLines(tallies),
       "",
+      ...(split.length > 0
+        ? [
+            "## CPU per query by kind",
+            "",
+            "One more run per path under `perf record` (Linux perf, cpu-clock samples of every thread, the kernel's included; bench/perf-split.ts sorts them by DSO and symbol). Unlike the V8 profile below it charges system calls and task switches to the CPU they used, not the wall time they took; perf's own sampling adds a little to every path.",
+            "",
+            ...split,
+            "",
+          ]
+        : []),
       "## The transports alone",
       "",
       "bench/transport-cpu.ts: each transport in the bench's own process, 50 queries in flight to the same unbound, 20,000 queries per round, rounds in turn; no relay engine, no dnsperf, no UDP legs.",

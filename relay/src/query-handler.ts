@@ -15,7 +15,7 @@ import {
   readQuestion,
   readRcode,
 } from "../../shared/dns/wire.ts";
-import type { Resolver } from "../../shared/resolver/create-resolver.ts";
+import type { ResolveOutcome, Resolver } from "../../shared/resolver/create-resolver.ts";
 import { createLogThrottle } from "../../shared/resolver/log-throttle.ts";
 import type { ClientLimits } from "./client-limits.ts";
 import type { Logger } from "./log.ts";
@@ -108,49 +108,117 @@ function createQuerySignals(shutdown: AbortSignal): (client?: AbortSignal) => Ab
   };
 }
 
-/** The resolver's answer and its RCODE name; SERVFAIL (logged) when it throws. */
-async function resolveLogged(
-  options: QueryHandlerOptions,
+/** Logs a SERVFAIL outcome (the resolver's, or an upstream's SERVFAIL answer), throttled. */
+function logServfail(
+  logger: Logger,
   query: Uint8Array,
-  signal: AbortSignal,
+  outcome: ResolveOutcome,
   servfailLog: ReturnType<typeof createLogThrottle>,
-): Promise<{ answer: Uint8Array; rcode: string | undefined }> {
-  const { logger } = options;
-  try {
-    const outcome = await options.resolver().resolve(query, signal);
-    const answer = outcome.answer;
-    if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
-      const take = servfailLog.take();
-      if (take) {
-        logger.warn("servfail", {
-          name: nameOf(query),
-          route: outcome.route,
-          ...(outcome.kind === "servfail"
-            ? { error: outcome.error }
-            : { from_upstream: outcome.upstream }),
-          ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
-        });
-      }
-    }
-    const known = outcome.kind === "answer" ? outcome.rcode : undefined;
-    return { answer, rcode: known === undefined ? undefined : rcodeText(known) };
-  } catch (error) {
-    logger.warn("resolve failed", { name: nameOf(query), error });
-    const ede = { code: EdeCode.OTHER, text: "internal error" };
-    return { answer: buildErrorResponse(query, Rcode.SERVFAIL, { ede }), rcode: undefined };
-  }
+) {
+  const take = servfailLog.take();
+  if (!take || (outcome.kind !== "servfail" && outcome.kind !== "answer")) return;
+  logger.warn("servfail", {
+    name: nameOf(query),
+    route: outcome.route,
+    ...(outcome.kind === "servfail"
+      ? { error: outcome.error }
+      : { from_upstream: outcome.upstream }),
+    ...(take.suppressed > 0 ? { more_since_last: take.suppressed } : {}),
+  });
+}
+
+/** The SERVFAIL for a resolver that threw (a bug, logged): still an answer. */
+function internalError(logger: Logger, query: Uint8Array, error: unknown): Uint8Array {
+  logger.warn("resolve failed", { name: nameOf(query), error });
+  const ede = { code: EdeCode.OTHER, text: "internal error" };
+  return buildErrorResponse(query, Rcode.SERVFAIL, { ede });
 }
 
 export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
-  const { metrics, logger } = options;
-  let inFlight = 0;
-  let waiters: (() => void)[] = [];
-  /** SERVFAILs are logged at warn, at most one line per 10 s. */
-  const servfailLog = createLogThrottle(10_000);
-  const querySignal = createQuerySignals(options.shutdown);
-  const allowed = createAclCheck(options.allow);
+  return new Handler(options);
+}
 
-  function refuse(query: Uint8Array, client: ClientInfo, reason: string, started: number) {
+// A class rather than closures: this runs for every query.
+class Handler implements QueryHandler {
+  private readonly options: QueryHandlerOptions;
+  private count = 0;
+  private waiters: (() => void)[] = [];
+  /** SERVFAILs are logged at warn, at most one line per 10 s. */
+  private readonly servfailLog = createLogThrottle(10_000);
+  private readonly querySignal: (client?: AbortSignal) => AbortSignal;
+  private readonly allowed: (address: string) => boolean;
+
+  constructor(options: QueryHandlerOptions) {
+    this.options = options;
+    this.querySignal = createQuerySignals(options.shutdown);
+    this.allowed = createAclCheck(options.allow);
+  }
+
+  get inFlight() {
+    return this.count;
+  }
+
+  drained(): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  handle(query: Uint8Array, client: ClientInfo): Promise<Uint8Array | undefined> {
+    try {
+      const result = this.start(query, client);
+      return result instanceof Promise ? result : Promise.resolve(result);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The answer, or undefined for nothing to answer; throws only for a bug. */
+  private start(
+    query: Uint8Array,
+    client: ClientInfo,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    const { metrics } = this.options;
+    const started = performance.now();
+    if (query.length < 12) {
+      metrics.dropped(client.protocol, "short");
+      return undefined;
+    }
+    if (!this.allowed(client.address)) return this.refuse(query, client, "acl", started);
+    if (!isQuery(query)) {
+      // A response (QR=1) sent to us: never answer it (no reflection loops).
+      metrics.dropped(client.protocol, "not_a_query");
+      return undefined;
+    }
+    // An unreadable question comes back from the resolver as FORMERR.
+    const limits = this.options.limits();
+    const admission = limits.admit(client.address);
+    if (admission !== "ok") return this.refuse(query, client, admission, started);
+
+    this.count++;
+    metrics.inFlight(1);
+    // One promise step per query: no async frames between the resolver and the listener.
+    let resolving: Promise<ResolveOutcome>;
+    try {
+      resolving = this.options.resolver().resolve(query, this.querySignal(client.signal));
+    } catch (error) {
+      resolving = Promise.reject(error);
+    }
+    return resolving.then(
+      (outcome) => this.resolved(query, client, limits, started, outcome),
+      (error: unknown) => {
+        this.release(client, limits);
+        return this.answered(
+          query,
+          client,
+          started,
+          internalError(this.options.logger, query, error),
+        );
+      },
+    );
+  }
+
+  private refuse(query: Uint8Array, client: ClientInfo, reason: string, started: number) {
+    const { metrics } = this.options;
     metrics.refused(reason);
     const answer = buildErrorResponse(query, Rcode.REFUSED, {
       ede: { code: EdeCode.PROHIBITED, text: reason.replace(/_/g, " ") },
@@ -159,60 +227,55 @@ export function createQueryHandler(options: QueryHandlerOptions): QueryHandler {
     return answer;
   }
 
-  return {
-    get inFlight() {
-      return inFlight;
-    },
-    drained() {
-      if (inFlight === 0) return Promise.resolve();
-      return new Promise((resolve) => waiters.push(resolve));
-    },
-    async handle(query, client) {
-      const started = performance.now();
-      if (query.length < 12) {
-        metrics.dropped(client.protocol, "short");
-        return undefined;
-      }
-      if (!allowed(client.address)) return refuse(query, client, "acl", started);
-      if (!isQuery(query)) {
-        // A response (QR=1) sent to us: never answer it (no reflection loops).
-        metrics.dropped(client.protocol, "not_a_query");
-        return undefined;
-      }
-      // An unreadable question comes back from the resolver as FORMERR.
-      const limits = options.limits();
-      const admission = limits.admit(client.address);
-      if (admission !== "ok") return refuse(query, client, admission, started);
+  /** The query's place given back (admission, in-flight count): first, whatever happens next. */
+  private release(client: ClientInfo, limits: ClientLimits) {
+    limits.release(client.address);
+    this.count--;
+    this.options.metrics.inFlight(-1);
+    if (this.count === 0) {
+      const ready = this.waiters;
+      this.waiters = [];
+      for (const w of ready) w();
+    }
+  }
 
-      inFlight++;
-      metrics.inFlight(1);
-      let resolved: Awaited<ReturnType<typeof resolveLogged>>;
-      try {
-        resolved = await resolveLogged(options, query, querySignal(client.signal), servfailLog);
-      } finally {
-        limits.release(client.address);
-        inFlight--;
-        metrics.inFlight(-1);
-        if (inFlight === 0) {
-          const ready = waiters;
-          waiters = [];
-          for (const w of ready) w();
-        }
-      }
-      const { answer } = resolved;
-      const rcode = resolved.rcode ?? rcodeName(answer);
-      const seconds = (performance.now() - started) / 1000;
-      metrics.query(client.protocol, rcode, seconds);
-      if (logger.level === "debug") {
-        logger.debug("query", {
-          client: client.address,
-          protocol: client.protocol,
-          name: nameOf(query),
-          rcode,
-          ms: Math.round(seconds * 1000),
-        });
-      }
-      return answer;
-    },
-  };
+  private resolved(
+    query: Uint8Array,
+    client: ClientInfo,
+    limits: ClientLimits,
+    started: number,
+    outcome: ResolveOutcome,
+  ): Uint8Array {
+    this.release(client, limits);
+    const { answer } = outcome;
+    if (outcome.kind === "servfail" || (outcome.kind === "answer" && isServfail(answer))) {
+      logServfail(this.options.logger, query, outcome, this.servfailLog);
+    }
+    const known = outcome.kind === "answer" ? outcome.rcode : undefined;
+    const rcode = known === undefined ? undefined : rcodeText(known);
+    return this.answered(query, client, started, answer, rcode);
+  }
+
+  /** Counts and (at debug) logs an answered query; `rcode` when the resolver read it already. */
+  private answered(
+    query: Uint8Array,
+    client: ClientInfo,
+    started: number,
+    answer: Uint8Array,
+    rcode = rcodeName(answer),
+  ): Uint8Array {
+    const { metrics, logger } = this.options;
+    const seconds = (performance.now() - started) / 1000;
+    metrics.query(client.protocol, rcode, seconds);
+    if (logger.level === "debug") {
+      logger.debug("query", {
+        client: client.address,
+        protocol: client.protocol,
+        name: nameOf(query),
+        rcode,
+        ms: Math.round(seconds * 1000),
+      });
+    }
+    return answer;
+  }
 }

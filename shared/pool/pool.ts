@@ -101,7 +101,16 @@ class ConnectionPool implements Pool {
     if (signal.aborted) return Promise.reject(abortedBy(signal, this.name));
     const bad = unsendable(message, this.name);
     if (bad) return Promise.reject(bad);
-    return this.run(message, signal);
+    const wire = this.driver.prepare ? this.driver.prepare(message) : message;
+    let first: Entry | undefined;
+    try {
+      first = this.leaseNow(signal);
+    } catch {
+      // In reconnect backoff: run() meets the same state and reports it.
+    }
+    // A free place on an open connection: one promise step, no async frames (the common case).
+    if (first?.conn) return this.exchangeOn(first, first.conn, wire, message, signal);
+    return this.run(wire, message, signal, first, 0);
   }
 
   poolStats(): PoolStats {
@@ -127,29 +136,48 @@ class ConnectionPool implements Pool {
     for (const wake of [...this.sleepers]) wake();
   }
 
-  private async run(message: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const wire = this.driver.prepare ? this.driver.prepare(message) : message;
-    for (let retries = 0; ; ) {
-      let entry: Entry | undefined;
+  /**
+   * Leases a place (`first` if one is taken already), exchanges, and retries
+   * as the pool's rules allow; `retries` made so far.
+   */
+  private async run(
+    wire: Uint8Array,
+    message: Uint8Array,
+    signal: AbortSignal,
+    first: Entry | undefined,
+    retries: number,
+  ): Promise<Uint8Array> {
+    for (let entry = first; ; entry = undefined) {
       try {
-        // A place free now is taken without a promise step (the common case).
-        entry = this.leaseNow(signal) ?? (await this.lease(signal));
+        entry = entry ?? this.leaseNow(signal) ?? (await this.lease(signal));
         return await this.attempt(entry, wire, message, signal);
       } catch (raw) {
-        if (signal.aborted) throw abortedBy(signal, this.name);
-        if (this.closed) throw new UpstreamError("closed", this.name);
-        const error = toUpstreamError(raw, this.name);
-        const opened = entry?.conn !== undefined;
-        if (!opened && error.code === "connect" && retries > 0) {
+        if (this.afterFailure(raw, entry, signal, retries) === "backoff") {
           await this.backoffOver(signal);
-          continue;
-        }
-        const died = opened && !entry?.live && RETRY_AFTER_DEATH.has(error.code);
-        const again = died || (opened && this.driver.retryable?.(error) === true);
-        if (!again || retries >= this.options.maxRetries) throw error;
-        retries++;
+        } else retries++;
       }
     }
+  }
+
+  /**
+   * What follows a failed try: wait out the reconnect backoff, or retry on
+   * a fresh connection; throws the error for the caller when neither applies.
+   */
+  private afterFailure(
+    raw: unknown,
+    entry: Entry | undefined,
+    signal: AbortSignal,
+    retries: number,
+  ): "backoff" | "retry" {
+    if (signal.aborted) throw abortedBy(signal, this.name);
+    if (this.closed) throw new UpstreamError("closed", this.name);
+    const error = toUpstreamError(raw, this.name);
+    const opened = entry?.conn !== undefined;
+    if (!opened && error.code === "connect" && retries > 0) return "backoff";
+    const died = opened && !entry?.live && RETRY_AFTER_DEATH.has(error.code);
+    const again = died || (opened && this.driver.retryable?.(error) === true);
+    if (!again || retries >= this.options.maxRetries) throw error;
+    return "retry";
   }
 
   /** The answer from one connection; the connection's place is given back either way. */
@@ -159,12 +187,45 @@ class ConnectionPool implements Pool {
       const conn = entry.conn ?? (await this.whenReady(entry.ready, signal));
       // The signal may have aborted while the connection opened (no event fires for that).
       if (signal.aborted) throw abortedBy(signal, this.name);
-      if (entry.sent++ > 0) this.stats.reused++;
-      else this.stats.fresh++;
+      this.countSent(entry);
       return await conn.exchange(wire, message, signal);
     } finally {
       this.release(entry);
     }
+  }
+
+  /** attempt() on an open connection, as one promise step; a failure goes on to run()'s retries. */
+  private exchangeOn(
+    entry: Entry,
+    conn: PoolConnection,
+    wire: Uint8Array,
+    message: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
+    this.countSent(entry);
+    let answer: Promise<Uint8Array>;
+    try {
+      answer = conn.exchange(wire, message, signal);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    return answer.then(
+      (bytes) => {
+        this.release(entry);
+        return bytes;
+      },
+      (raw: unknown) => {
+        this.release(entry);
+        // No retry made yet, so never "backoff": a retry, or the error thrown.
+        this.afterFailure(raw, entry, signal, 0);
+        return this.run(wire, message, signal, undefined, 1);
+      },
+    );
+  }
+
+  private countSent(entry: Entry) {
+    if (entry.sent++ > 0) this.stats.reused++;
+    else this.stats.fresh++;
   }
 
   private whenReady(ready: Promise<PoolConnection>, signal: AbortSignal) {

@@ -185,6 +185,29 @@ describe("pool core", () => {
     await pool.close();
   });
 
+  it("on an open connection (no async step): retries after a death, gives the place back on abort", async () => {
+    const { pool, ask, connections, answerAll } = setup({ size: 1, maxInFlight: 10 });
+    const first = outcome(ask(1));
+    await settle();
+    answerAll();
+    expect(await first).toBe(1);
+    // The connection is open: these take a place on it at once.
+    const dies = outcome(ask(2));
+    const gone = new AbortController();
+    const aborted = outcome(ask(3, gone.signal));
+    expect(connections[0]?.waiting.map((w) => w.id)).toEqual([2, 3]);
+    gone.abort();
+    expect(await aborted).toBe("error:aborted");
+    expect(pool.poolStats().inFlight).toBe(1);
+    connections[0]?.die();
+    await turns(2);
+    expect(connections[1]?.waiting.map((w) => w.id)).toEqual([2]); // the retry, on a fresh one
+    answerAll();
+    expect(await dies).toBe(2);
+    expect(pool.poolStats()).toMatchObject({ inFlight: 0, opened: 2, reconnects: 1 });
+    await pool.close();
+  });
+
   it("retries a query the driver calls retryable, on a live connection, up to maxRetries", async () => {
     const { pool, ask, connections, answerAll } = setup({ size: 1, maxInFlight: 10 });
     const rejected = () => new UpstreamError("read", "fake", "fake: rejected");

@@ -50,6 +50,9 @@ interface Pending {
   reject(error: UpstreamError): void;
   /** The caller's message ID, put back on the answer. */
   callerId: number;
+  signal: AbortSignal;
+  /** On `signal`, removed once the query settles otherwise. */
+  onAbort(): void;
 }
 
 export function createStreamPool(options: StreamPoolOptions): Pool {
@@ -131,6 +134,18 @@ function opened(
   return opening.done;
 }
 
+/** Settles the query an answer is for; a late answer to an abandoned query is dropped. */
+function deliver(pending: Map<number, Pending>, answer: Uint8Array) {
+  const wanted = pending.get(readId(answer));
+  if (!wanted) return;
+  pending.delete(readId(answer));
+  wanted.signal.removeEventListener("abort", wanted.onAbort);
+  // The frame is ours alone (a plain view of this chunk): the caller's ID goes back in place.
+  setId(answer, wanted.callerId);
+  // The caller checks the answer (question, format) and classifies a bad one.
+  wanted.resolve(answer);
+}
+
 /** A connected socket as a pool connection: frames out, answers matched back by ID. */
 function streamConnection(socket: Socket, name: string, context: OpenContext): PoolConnection {
   const pending = new Map<number, Pending>();
@@ -147,20 +162,17 @@ function streamConnection(socket: Socket, name: string, context: OpenContext): P
     context.lost(error);
     const waiting = [...pending.values()];
     pending.clear();
-    for (const p of waiting) p.reject(error);
+    for (const p of waiting) {
+      p.signal.removeEventListener("abort", p.onAbort);
+      p.reject(error);
+    }
   };
   socket.on("data", (chunk: Buffer) => {
     for (const answer of reader.push(chunk)) {
       if (answer.length < 12) {
         return fail(new UpstreamError("read", name, `${name}: a frame too short for DNS`));
       }
-      const wanted = pending.get(readId(answer));
-      if (!wanted) continue; // a late answer to an abandoned query
-      pending.delete(readId(answer));
-      // The frame is ours alone (a plain view of this chunk): the caller's ID goes back in place.
-      setId(answer, wanted.callerId);
-      // The caller checks the answer (question, format) and classifies a bad one.
-      wanted.resolve(answer);
+      deliver(pending, answer);
     }
   });
   socket.on("error", (error) => fail(new UpstreamError("read", name, undefined, { cause: error })));
@@ -187,17 +199,22 @@ function streamConnection(socket: Socket, name: string, context: OpenContext): P
       while (pending.has(id)) id = (id + 1) & 0xffff;
       nextId = (id + 1) & 0xffff;
       const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-      const onAbort = () => {
-        if (pending.get(id) !== entry) return;
-        pending.delete(id);
-        reject(abortedBy(signal, name));
+      const entry: Pending = {
+        resolve,
+        reject,
+        callerId: readId(wire),
+        signal,
+        onAbort: () => {
+          if (pending.get(id) !== entry) return;
+          pending.delete(id);
+          reject(abortedBy(signal, name));
+        },
       };
-      const entry: Pending = { resolve, reject, callerId: readId(wire) };
       pending.set(id, entry);
-      signal.addEventListener("abort", onAbort, { once: true });
+      signal.addEventListener("abort", entry.onAbort, { once: true });
       flushSoon();
       socket.write(frameMessage(wire, id, Buffer.allocUnsafe));
-      return promise.finally(() => signal.removeEventListener("abort", onAbort));
+      return promise;
     },
     close(graceful) {
       if (gone) return;
