@@ -117,6 +117,10 @@ const worker :Workerd.Worker = (
     ["serve", "config.capnp", "--inspector-addr", `127.0.0.1:${inspectorPort}`],
     { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
   );
+  // A bench that dies leaves no workerd behind.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  child.once("exit", () => process.removeListener("exit", killOnExit));
   let output = "";
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4000);
