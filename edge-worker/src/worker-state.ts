@@ -236,11 +236,14 @@ function unsupportedHere(config: WorkerConfig): string[] {
 function buildApp(resolver: Resolver, lists: ListLoader | undefined): Hono {
   const servfailLog = createLogThrottle(10_000);
   return createDohApp({
-    resolve: async (query, { signal }) => {
+    // No signal: a Worker's request.signal never aborts (without the
+    // enable_request_signal flag), and the work a query starts is kept alive
+    // and shared anyway, so watching it cost each query listeners for nothing.
+    resolve: async (query) => {
       // While its isolate's lists load, a query waits at most LIST_WAIT_MS.
       const listsReady = lists?.ready();
       if (listsReady) await listsReady;
-      const outcome = await resolver.resolve(query, signal);
+      const outcome = await resolver.resolve(query);
       if (outcome.kind === "servfail") {
         const take = servfailLog.take();
         if (take) {

@@ -35,11 +35,14 @@ export interface SharingOptions {
   clock?: Clock;
 }
 
-/** Starts the one resolution of a key; `signal` aborts when nobody waits for it any more. */
+/**
+ * Starts the one resolution of a key; `signal` aborts when nobody waits for
+ * it any more, and is undefined for work kept alive, which nothing cancels.
+ */
 export type StartResolution = (
   key: string,
   query: Uint8Array,
-  signal: AbortSignal,
+  signal: AbortSignal | undefined,
   question: Question | undefined,
 ) => Promise<ResolveOutcome>;
 
@@ -64,17 +67,16 @@ export interface InFlight {
 
 interface Shared {
   outcome: Tracked<ResolveOutcome>;
-  controller: AbortController;
+  /** Cancels work nobody keeps alive once its last asker leaves; none for work kept alive. */
+  controller: AbortController | undefined;
   askers: number;
   startedAt: number;
-  /** Kept alive past its starter's request: it runs to its end even with no asker left. */
-  keptAlive: boolean;
 }
 
 /** An asker stops waiting: the last one out cancels work nobody keeps alive. */
 function leave(shared: Shared, reason: unknown) {
   shared.askers--;
-  if (shared.askers === 0 && !shared.keptAlive) shared.controller.abort(reason);
+  if (shared.askers === 0) shared.controller?.abort(reason);
 }
 
 /** `shared`'s outcome for one asker; rejects when that asker's signal aborts first. */
@@ -108,8 +110,9 @@ export function createInFlight(start: StartResolution, sharing: SharingOptions =
   let coalesced = 0;
 
   function resolveShared(key: string, query: Uint8Array, question: Question | undefined): Shared {
-    const controller = new AbortController();
-    const promise = start(key, query, controller.signal, question).then((outcome) => {
+    // Work kept alive runs to its end even with no asker left: no controller.
+    const controller = keepAlive === undefined ? new AbortController() : undefined;
+    const promise = start(key, query, controller?.signal, question).then((outcome) => {
       // For joiners that poll; here rather than by track(): no extra reaction.
       if (joinPollMs !== undefined) shared.outcome.settled = { ok: true, value: outcome };
       return outcome;
@@ -118,7 +121,6 @@ export function createInFlight(start: StartResolution, sharing: SharingOptions =
       controller,
       askers: 0,
       startedAt: joinTimeoutMs === undefined ? 0 : clock.now(),
-      keptAlive: keepAlive !== undefined,
       outcome: { promise, settled: undefined },
     };
     inFlight.set(key, shared);
