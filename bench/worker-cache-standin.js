@@ -11,17 +11,22 @@
 const MAX_KEPT_BYTES = 64 * 1024;
 
 /**
- * The body, or undefined when it is longer than `max`; read into one buffer
- * (a BYOB reader), so a long body (a block list) leaves no garbage behind
- * in the isolate: on Cloudflare it would not pass through it at all.
+ * The body, or undefined when it is longer than `max`. Read with a BYOB
+ * reader into a buffer that grows to `max` + 1 bytes and, past that, is read
+ * into again and dropped: a long body (a block list) leaves no garbage in
+ * the isolate, since on Cloudflare it would not pass through it at all.
  */
 async function readUpTo(response, max) {
   if (!response.body) return new Uint8Array(0);
   const reader = response.body.getReader({ mode: "byob" });
-  let buffer = new ArrayBuffer(max + 1);
+  let buffer = new ArrayBuffer(1024);
   let size = 0;
   for (;;) {
-    // Past `max`, the same buffer is read into over and over and dropped.
+    if (size === buffer.byteLength && size <= max) {
+      const grown = new Uint8Array(Math.min(size * 2, max + 1));
+      grown.set(new Uint8Array(buffer));
+      buffer = grown.buffer;
+    }
     const room = size <= max ? new Uint8Array(buffer, size) : new Uint8Array(buffer);
     const { done, value } = await reader.read(room);
     buffer = value ? value.buffer : buffer; // a BYOB read hands the buffer back

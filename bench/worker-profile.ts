@@ -7,7 +7,7 @@
 
 import { readFileSync } from "node:fs";
 import { SourceMap } from "node:module";
-import { dirname, relative, resolve } from "node:path";
+import { basename, dirname, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BenchError } from "./processes.ts";
 
@@ -119,8 +119,11 @@ export async function openInspector(
  */
 function sourceFrames(script: string): (frame: CallFrame) => string | undefined {
   const map = new SourceMap(JSON.parse(readFileSync(`${script}.map`, "utf8")));
+  const bundle = basename(script);
   return (frame) => {
-    if (!frame.url) return undefined;
+    // Only the bundle's own frames: another module's (the bench's Cache API
+    // stand-in) would be looked up in the wrong map.
+    if (!frame.url || basename(frame.url) !== bundle) return undefined;
     const entry = map.findEntry(frame.lineNumber, frame.columnNumber);
     if (!("originalSource" in entry)) return undefined;
     const file = relative(ROOT, resolve(dirname(script), entry.originalSource));
