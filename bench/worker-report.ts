@@ -1,7 +1,7 @@
 // The report of `npm run bench:worker` (bench/worker.ts), also the worker
 // section of bench/results.md: the tables and issue 16's targets, judged.
 
-import type { WorkerBench } from "./worker.ts";
+import { COLD_RUNS, type WorkerBench } from "./worker.ts";
 
 /** Issue 16's worker targets. */
 export const TARGETS = {
@@ -106,7 +106,7 @@ export function targetLines(bench: WorkerBench): string[] {
 
 export function workerTable(bench: WorkerBench): string[] {
   return [
-    `Worker bundle (wrangler's Total Upload): ${kib(bench.bundle)}; built with the Lua VM: ${kib(bench.luaBundle)}. Cold isolate, first DNS answer: ${bench.coldFirstQueryMs.toFixed(0)} ms, ${bench.coldFirstQueryCpuMs.toFixed(0)} ms of workerd CPU (median of 3).`,
+    `Worker bundle (wrangler's Total Upload): ${kib(bench.bundle)}; built with the Lua VM: ${kib(bench.luaBundle)}. Cold isolate, first DNS answer: ${bench.coldFirstQueryMs.toFixed(0)} ms, ${bench.coldFirstQueryCpuMs.toFixed(0)} ms of workerd CPU (median of ${COLD_RUNS}).`,
     "",
     "CPU per request. The bundle runs in workerd itself (bench/workerd-direct.ts), not in Miniflare:",
     "Miniflare sends a worker's every fetch through an interceptor worker and its Cache API to a cache",

@@ -53,7 +53,8 @@ const REQUESTS = Number(process.env.BENCH_WORKER_REQUESTS ?? 1000);
 /** Rounds of every kind in turn; a row's figures are the medians of its rounds. */
 const ROUNDS = Number(process.env.BENCH_WORKER_ROUNDS ?? 3);
 const LIST_SIZES = (process.env.BENCH_WORKER_LISTS ?? "1000000,5000000").split(",").map(Number);
-const COLD_RUNS = 3;
+/** Fresh workerds per cold row; its figures are the median run's (a 23 MB fetch varies run to run). */
+export const COLD_RUNS = 5;
 /** The least a Worker can do to forward a miss, to tell the runtime's I/O cost from our code's. */
 const FLOOR_SCRIPT = fileURLToPath(new URL("worker-floor.js", import.meta.url));
 const FLOOR_VARIANTS = ["fetch", "fetch+cache"] as const;
