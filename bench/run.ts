@@ -598,8 +598,8 @@ async function main(): Promise<number> {
     const workerSection = [
       "## Edge worker CPU per request",
       "",
-      "bench/worker.ts (`npm run bench:worker`): the default deploy bundle (no Lua VM) in workerd",
-      "(Miniflare), against the suite's DoH server and nsd; each kind of request in batches, four at a",
+      "bench/worker.ts (`npm run bench:worker`): the default deploy bundle (no Lua VM) in workerd,",
+      "against the suite's DoH server and nsd; each kind of request in batches, four at a",
       "time, every kind in turn for 3 rounds, against `/healthz` in the same rounds; each figure is",
       'the median of its rounds ("over /healthz" pairs each round with that round\'s /healthz).',
       "",
