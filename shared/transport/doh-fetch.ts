@@ -29,17 +29,20 @@ export function createFetchDohUpstream(options: FetchDohOptions): Upstream {
   const encrypted = new URL(options.url).protocol === "https:";
   let closed = false;
 
+  // The request headers, made once: fetch copies them into each request.
+  const getHeaders = { accept: DNS_MESSAGE, ...options.headers };
+  const postHeaders = { ...getHeaders, "content-type": DNS_MESSAGE };
+
   async function send(message: Uint8Array, signal: AbortSignal): Promise<Response> {
-    const headers = { accept: DNS_MESSAGE, ...options.headers };
     try {
       if (method === "GET") {
         const url = new URL(options.url);
         url.searchParams.set("dns", encodeBase64Url(withId(message, 0)));
-        return await doFetch(url, { method: "GET", headers, signal });
+        return await doFetch(url, { method: "GET", headers: getHeaders, signal });
       }
       return await doFetch(options.url, {
         method: "POST",
-        headers: { ...headers, "content-type": DNS_MESSAGE },
+        headers: postHeaders,
         body: message as Uint8Array<ArrayBuffer>,
         signal,
       });
