@@ -40,8 +40,11 @@ export interface AnswerCache {
   get(key: string, query: Uint8Array): Uint8Array | undefined;
   /** An expired answer within the stale window (serve_stale only), TTLs set to 30 s. */
   getStale(key: string, query: Uint8Array): Uint8Array | undefined;
-  /** Stores `answer` to `query` when it is cacheable. Returns whether it was stored. */
-  put(key: string, query: Uint8Array, answer: Uint8Array): boolean;
+  /**
+   * Stores `answer` to `query` when it is cacheable. Returns how long it is
+   * kept (ms), or undefined when it was not stored.
+   */
+  put(key: string, query: Uint8Array, answer: Uint8Array): number | undefined;
   stats(): CacheStats;
 }
 
@@ -206,9 +209,9 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
       return adaptAnswer(capTtls(copyBytes(entry.answer), STALE_TTL_SECONDS), query);
     },
     put(key, query, answer) {
-      if (config.size === 0) return false;
+      if (config.size === 0) return undefined;
       const ms = lifetimeMs(config, query, answer);
-      if (ms === undefined || answer.length > maxBytes) return false;
+      if (ms === undefined || answer.length > maxBytes) return undefined;
       const old = entries.get(key);
       if (old) drop(key, old);
       const t = now();
@@ -222,7 +225,7 @@ export function createAnswerCache(config: CacheConfig, now: () => number): Answe
       });
       stats.bytes += answer.length;
       evict();
-      return true;
+      return ms;
     },
     stats: () => ({ ...stats, entries: entries.size }),
   };

@@ -15,7 +15,6 @@ import {
   type CacheStats,
   cacheKey,
   createAnswerCache,
-  lifetimeMs,
   servedCopy,
 } from "./answer-cache.ts";
 import type { ResolveOutcome, Resolver } from "./create-resolver.ts";
@@ -83,8 +82,7 @@ export function createCachedResolver(
   /** Caches `outcome` (and keeps what the in-memory cache keeps in the shared cache too). */
   function store(key: string, query: Uint8Array, outcome: ResolveOutcome): ResolveOutcome {
     if (outcome.kind !== "answer" && outcome.kind !== "servfail") return outcome;
-    const kept = cache.put(key, query, outcome.answer);
-    const ms = kept && sharedCache ? lifetimeMs(config, query, outcome.answer) : undefined;
+    const ms = cache.put(key, query, outcome.answer);
     if (ms === undefined || !sharedCache) return outcome;
     const t = now();
     const stored = sharedCache

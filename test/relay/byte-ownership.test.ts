@@ -89,7 +89,7 @@ describe("the answer cache given a Node Buffer", () => {
     const query = (id: number) => buildQuery("www.own.test", 1, { id });
     const key = cacheKey(query(1)) as string;
     const answer = bufferAnswer(1);
-    expect(cache.put(key, query(1), answer)).toBe(true);
+    expect(cache.put(key, query(1), answer)).toBeGreaterThan(0);
     // The caller reuses its memory: the cache must not see it.
     answer.fill(0);
     const first = cache.get(key, query(2)) as Uint8Array;
