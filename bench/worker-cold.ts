@@ -2,11 +2,8 @@
 // the rows with Miniflare's Cache API), workerd's pid and resident memory,
 // and a cold isolate's first answer in a fresh plain workerd.
 
-import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
-import { basename, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { buildQuery } from "../shared/dns/query.ts";
 import { readRcode } from "../shared/dns/wire.ts";
@@ -18,29 +15,6 @@ import { DIRECT_INSPECTOR_ID, startWorkerd } from "./workerd-direct.ts";
 export interface WorkerOptions {
   /** Open workerd's inspector on a free port (Miniflare.getInspectorURL). */
   inspector?: boolean;
-  /** Put the in-isolate Cache API stand-in (bench/worker-cache-standin.js) in front of the script. */
-  cacheStandIn?: boolean;
-}
-
-const STAND_IN = fileURLToPath(new URL("worker-cache-standin.js", import.meta.url));
-
-/** The script's modules, behind an entry that first installs the Cache API stand-in. */
-function withCacheStandIn(script: string) {
-  const bundle = bundleModules(script);
-  const entry = join(bundle.modulesRoot, "bench-entry.js");
-  const standIn = join(bundle.modulesRoot, "bench-cache-standin.js");
-  return {
-    modulesRoot: bundle.modulesRoot,
-    modules: [
-      {
-        type: "ESModule" as const,
-        path: entry,
-        contents: `import "./bench-cache-standin.js";\nexport { default } from "./${basename(script)}";\n`,
-      },
-      { type: "ESModule" as const, path: standIn, contents: readFileSync(STAND_IN, "utf8") },
-      ...bundle.modules,
-    ],
-  };
 }
 
 export interface ColdOptions {
@@ -60,7 +34,7 @@ export function startWorker(script: string, config: unknown, options: WorkerOpti
       workers: [
         {
           name: "doh-edge",
-          ...(options.cacheStandIn ? withCacheStandIn(script) : bundleModules(script)),
+          ...bundleModules(script),
           compatibilityDate: "2026-10-20",
           compatibilityFlags: ["nodejs_compat"],
           bindings: { DOH_CONFIG: JSON.stringify(config) },
