@@ -9,6 +9,7 @@ import {
   createListLoader,
   LIST_WAIT_MS,
   LOAD_LOST_MS,
+  listBody,
   loadWorkerBlocklists,
 } from "../../edge-worker/src/worker-blocklists.ts";
 import { buildQuery } from "../../shared/dns/query.ts";
@@ -147,6 +148,48 @@ describe("worker block lists", () => {
       blocklists: [{ url: `${doh}/lists/corrupt-2.bin` }],
     };
     expect(readRcode(await ask(config, "www.example.test."))).toBe(Rcode.NOERROR);
+  });
+});
+
+/** A byte stream of `bytes` that says it is `declared` bytes long. */
+function declaring(bytes: Uint8Array, declared: number): Response {
+  const { readable, writable } = new FixedLengthStream(bytes.length);
+  const writer = writable.getWriter();
+  // A reader that cancels (a body too long) fails the writes: that is expected.
+  writer
+    .write(bytes)
+    .then(() => writer.close())
+    .catch(() => {});
+  return new Response(readable, { headers: { "content-length": String(declared) } });
+}
+
+describe("a list's body, read into one buffer of its declared length", () => {
+  const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => i % 251);
+
+  it("reads a byte stream of declared length whole", async () => {
+    expect(await listBody(declaring(bytes, bytes.length))).toEqual(bytes);
+  });
+
+  it("refuses a body longer than its content-length", async () => {
+    await expect(listBody(declaring(bytes, bytes.length - 10))).rejects.toThrow(
+      /longer than its content-length of 69990 bytes/,
+    );
+  });
+
+  it("gives what came of a body shorter than it declared", async () => {
+    expect(await listBody(declaring(bytes, bytes.length + 10))).toEqual(bytes);
+  });
+
+  it("reads a body with no declared length, or not a byte stream, the plain way", async () => {
+    expect(await listBody(new Response(bytes))).toEqual(bytes);
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(bytes);
+        controller.close();
+      },
+    });
+    const plain = new Response(stream, { headers: { "content-length": String(bytes.length) } });
+    expect(await listBody(plain)).toEqual(bytes);
   });
 });
 
