@@ -12,7 +12,7 @@
 // a load that has not settled after LOAD_LOST_MS is taken as lost and started
 // again by the next query.
 //
-// A list's bytes are read once (arrayBuffer) and a compiled list is viewed in
+// A list's bytes are read once (listBody) and a compiled list is viewed in
 // place. What can wait for the first answer does (issue 16), as background
 // work kept alive with the load's keepAlive:
 //   - a compiled list answers as soon as its header and length check out;
