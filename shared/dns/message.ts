@@ -133,11 +133,28 @@ export function setId(msg: Uint8Array, id: number): void {
   writeU16(msg, 0, id);
 }
 
-/** A copy of `msg` with another ID. */
-export function withId(msg: Uint8Array, id: number): Uint8Array<ArrayBuffer> {
+/**
+ * A copy of `msg` with another ID, in bytes from `alloc` when given (the
+ * relay passes Node's pooled allocator for bytes that only go to a socket).
+ */
+export function withId(msg: Uint8Array, id: number): Uint8Array<ArrayBuffer>;
+export function withId<T extends Uint8Array>(
+  msg: Uint8Array,
+  id: number,
+  alloc: (size: number) => T,
+): T;
+export function withId(
+  msg: Uint8Array,
+  id: number,
+  alloc?: (size: number) => Uint8Array,
+): Uint8Array {
   checkSize(msg);
   checkId(id);
-  const copy = copyBytes(msg);
+  let copy: Uint8Array;
+  if (alloc) {
+    copy = alloc(msg.length);
+    copy.set(msg);
+  } else copy = copyBytes(msg);
   writeU16(copy, 0, id);
   return copy;
 }

@@ -214,7 +214,9 @@ class UdpUpstream implements Upstream {
   /** Sends with the slot's ID; a send error reaches the socket's "error" event (fail). */
   private send(slot: Slot, id: number, message: Uint8Array) {
     try {
-      slot.socket.send(withId(message, id));
+      // From Node's pooled slab: a fresh small Uint8Array lives on the V8
+      // heap, and dgram would move it off the heap on every send.
+      slot.socket.send(withId(message, id, Buffer.allocUnsafe));
     } catch (error) {
       this.fail(slot, new UpstreamError("send", this.name, undefined, { cause: error }));
     }
