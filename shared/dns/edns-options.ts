@@ -18,8 +18,10 @@
 //
 // Every function returns its input itself when nothing changes (no copy: a
 // query without additional records costs a header read, one with an OPT
-// without options one walk), and a fresh Uint8Array otherwise. Malformed
-// input throws DnsWireError.
+// without options one walk), and a fresh Uint8Array otherwise, except
+// fromUpstream: an answer is its caller's alone (shared/engine/upstream.ts),
+// so options leave it in place and a shorter view of the same memory comes
+// back. Malformed input throws DnsWireError.
 
 import {
   findOpt,
@@ -117,13 +119,17 @@ function checkMovable(msg: Uint8Array, opt: RecordInfo, end: number): void {
  * `msg` with its OPT's options filtered by `keep` and, with `padBlock`, a
  * fresh padding option making the whole message a multiple of `padBlock`
  * bytes (none when that would pass 65535). Returns `msg` itself when it has
- * no OPT (unread when ARCOUNT is 0), or when nothing would change. Bytes after the last record are dropped
- * from a rewritten copy. Throws DnsWireError for a malformed message or OPT.
+ * no OPT (unread when ARCOUNT is 0), or when nothing would change. Bytes
+ * after the last record are dropped from a rewritten message. With
+ * `inPlace` and no padding, the options are removed within `msg` itself and
+ * a view of its first bytes comes back. Throws DnsWireError for a malformed
+ * message or OPT.
  */
 export function rewriteOptions(
   msg: Uint8Array,
   keep: (code: number) => boolean,
   padBlock?: number,
+  inPlace = false,
 ): Uint8Array {
   return guarded(() => {
     if (padBlock !== undefined && (!Number.isInteger(padBlock) || padBlock < 1)) {
@@ -146,7 +152,19 @@ export function rewriteOptions(
       if (padded <= MAX_MESSAGE_SIZE) padding = padded - bare - 4;
     }
     if (padding >= 0) rdlength += 4 + padding;
-    const out = new Uint8Array(layout.end - opt.rdlength + rdlength);
+    const length = layout.end - opt.rdlength + rdlength;
+    if (inPlace && padBlock === undefined) {
+      // Only removals: every byte moves toward the start, never past one not yet read.
+      writeU16(msg, opt.rdataOffset - 2, rdlength);
+      let at = opt.rdataOffset;
+      for (const s of kept) {
+        msg.copyWithin(at, s.start, s.end);
+        at += s.end - s.start;
+      }
+      msg.copyWithin(at, opt.end, layout.end);
+      return msg.subarray(0, length);
+    }
+    const out = new Uint8Array(length);
     out.set(msg.subarray(0, opt.rdataOffset));
     writeU16(out, opt.rdataOffset - 2, rdlength);
     let pos = opt.rdataOffset;
@@ -169,9 +187,12 @@ export function forUpstream(query: Uint8Array): Uint8Array {
   return rewriteOptions(query, keptTowardUpstream);
 }
 
-/** An upstream's answer as it may be cached and served: its hop-by-hop options removed. */
+/**
+ * An upstream's answer as it may be cached and served: its hop-by-hop
+ * options removed, in the answer's own memory (the caller's alone).
+ */
 export function fromUpstream(answer: Uint8Array): Uint8Array {
-  return rewriteOptions(answer, keptFromUpstream);
+  return rewriteOptions(answer, keptFromUpstream, undefined, true);
 }
 
 /**

@@ -52,7 +52,8 @@ export const WIRE_TARGETS: readonly ((msg: Uint8Array) => unknown)[] = [
   minTtl,
   (m) => ageTtls(m, 17),
   forUpstream,
-  fromUpstream,
+  // It rewrites the answer in place: a copy, so the targets after it see the input.
+  (m) => fromUpstream(m.slice()),
   (m) => rewriteOptions(m, () => true, 128),
   (m) => padAnswerFor(m, m),
   decodeMessage,
