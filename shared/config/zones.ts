@@ -49,20 +49,19 @@ export function createRouteTable<R extends RoutableRoute>(routes: readonly R[]):
   return {
     match(qname) {
       let found: RouteMatch<R> | undefined;
-      someSuffix(
-        qname,
-        (zone) => {
-          const entries = byZone.get(zone);
-          if (entries === undefined) return false;
-          for (const entry of entries) {
-            if (entry.except?.matches(qname)) continue;
-            found = { route: entry.route, index: entry.index };
-            return true;
-          }
-          return false;
-        },
-        maxLabels,
-      );
+      const visit = (zone: string) => {
+        const entries = byZone.get(zone);
+        if (entries === undefined) return false;
+        for (const entry of entries) {
+          if (entry.except?.matches(qname)) continue;
+          found = { route: entry.route, index: entry.index };
+          return true;
+        }
+        return false;
+      };
+      // Only "." (the usual single route): no suffix of the name to look at.
+      if (maxLabels === 0) visit(".");
+      else someSuffix(qname, visit, maxLabels);
       return found;
     },
   };
