@@ -3,7 +3,7 @@
 // RDATA. The walker is the base of every other wire helper.
 
 import { copyBytes } from "./bytes.ts";
-import { namesEqual, nameToText, readName, skipName } from "./names.ts";
+import { namesEqual, readName, readNameText, skipName } from "./names.ts";
 import { DnsWireError, guarded } from "./wire-error.ts";
 
 export const MAX_MESSAGE_SIZE = 65535;
@@ -270,18 +270,32 @@ export function readQuestionWire(msg: Uint8Array): {
   class: number;
   end: number;
 } {
+  checkQuestionCount(msg);
+  const { wire, end } = readName(msg, HEADER_SIZE);
+  checkQuestionEnd(msg, end);
+  return { wire, type: u16(msg, end), class: u16(msg, end + 2), end: end + 4 };
+}
+
+function checkQuestionCount(msg: Uint8Array): void {
   checkSize(msg);
   if (u16(msg, 4) === 0) throw new DnsWireError("no_question", "QDCOUNT is 0", 4);
-  const { wire, end } = readName(msg, HEADER_SIZE);
-  if (end + 4 > msg.length) throw new DnsWireError("truncated_record", "question cut short", end);
-  return { wire, type: u16(msg, end), class: u16(msg, end + 2), end: end + 4 };
+}
+
+/** Type and class follow the name that ends at `nameEnd`. */
+function checkQuestionEnd(msg: Uint8Array, nameEnd: number): void {
+  if (nameEnd + 4 > msg.length) {
+    throw new DnsWireError("truncated_record", "question cut short", nameEnd);
+  }
 }
 
 /** The first question. Checks only the header and that question, not the rest. */
 export function readQuestion(msg: Uint8Array): Question {
   return guarded(() => {
-    const q = readQuestionWire(msg);
-    return { name: nameToText(q.wire), type: q.type, class: q.class, end: q.end };
+    // No copy of the name: its text is all a Question keeps.
+    checkQuestionCount(msg);
+    const { text, end } = readNameText(msg, HEADER_SIZE);
+    checkQuestionEnd(msg, end);
+    return { name: text, type: u16(msg, end), class: u16(msg, end + 2), end: end + 4 };
   });
 }
 

@@ -93,18 +93,29 @@ export function readName(
   return { wire: copyBytes(nameScratch.subarray(0, length)), end };
 }
 
+/** The presentation form (nameToText) of the valid name at `start`, and where it ends; no copy made. */
+export function readNameText(
+  msg: Uint8Array,
+  start: number,
+  limit = msg.length,
+): { text: string; end: number } {
+  const { end, length } = scanName(msg, start, limit, nameScratch);
+  return { text: nameToText(nameScratch, length), end };
+}
+
 /**
- * Presentation form of an uncompressed wire name: lower-cased, trailing dot,
- * "." for the root. '.', '\' and bytes outside printable ASCII (space
- * included) are escaped RFC 1035 style (\. \\ \DDD), so the text is safe to log.
+ * Presentation form of an uncompressed wire name (its first `length`
+ * bytes): lower-cased, trailing dot, "." for the root. '.', '\' and bytes
+ * outside printable ASCII (space included) are escaped RFC 1035 style
+ * (\. \\ \DDD), so the text is safe to log.
  */
-export function nameToText(wire: Uint8Array): string {
+export function nameToText(wire: Uint8Array, length = wire.length): string {
   const codes: number[] = [];
   let pos = 0;
-  while (pos < wire.length) {
+  while (pos < length) {
     const len = wire[pos]!;
     if (len === 0) break;
-    const stop = Math.min(pos + 1 + len, wire.length);
+    const stop = Math.min(pos + 1 + len, length);
     for (let i = pos + 1; i < stop; i++) {
       const c = wire[i]!;
       if (c >= 0x41 && c <= 0x5a) codes.push(c | 0x20);
