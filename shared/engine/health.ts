@@ -49,7 +49,8 @@ export interface HealthTracker {
   attemptFailed(name: string, code: string): void;
   /** A cancelled attempt: neither a success nor a failure. */
   attemptCancelled(name: string): void;
-  isUp(name: string): boolean;
+  /** `now` when the caller has just read the clock. */
+  isUp(name: string, now?: number): boolean;
   /** When the availability policy may use it again (exponential pull-out after failures). */
   availableAt(name: string): number;
   /** Recent latency quantile (e.g. 0.95) or undefined without enough samples. */
@@ -139,7 +140,8 @@ export function createHealthTracker(options: HealthOptions = {}): HealthTracker 
     }
     return e;
   };
-  const isUp = (e: Entry) => e.downUntil <= clock.now();
+  // A healthy upstream (never down) needs no clock read.
+  const isUp = (e: Entry, now?: number) => e.downUntil === 0 || e.downUntil <= (now ?? clock.now());
 
   return {
     attemptCount,
@@ -176,7 +178,7 @@ export function createHealthTracker(options: HealthOptions = {}): HealthTracker 
     attemptCancelled(name) {
       settle(entry(name));
     },
-    isUp: (name) => isUp(entry(name)),
+    isUp: (name, now) => isUp(entry(name), now),
     availableAt(name) {
       const e = entry(name);
       if (e.consecutiveFailures === 0 || e.lastFailureAt === undefined) return 0;

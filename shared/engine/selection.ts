@@ -28,8 +28,8 @@ export function createSelector(inputs: SelectionInputs): (now: number) => Select
     // Filter only when something is down: the common case allocates nothing here.
     let up: readonly Member[] = members;
     for (const m of members) {
-      if (!health.isUp(m.name)) {
-        up = members.filter((x) => health.isUp(x.name));
+      if (!health.isUp(m.name, now)) {
+        up = members.filter((x) => health.isUp(x.name, now));
         break;
       }
     }
