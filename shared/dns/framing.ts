@@ -4,6 +4,8 @@
 import { copyBytes, plainBytes } from "./bytes.ts";
 
 const newBytes = (size: number) => new Uint8Array(size);
+/** Nothing held: shared, since nothing is ever written to it. */
+const NOTHING = new Uint8Array(0);
 
 /**
  * `message` behind its 2-byte length; with `id`, that message ID in place of
@@ -45,7 +47,7 @@ export interface FrameReader {
  * bounds what one peer can make us hold to one message.
  */
 export function createFrameReader(): FrameReader {
-  let pending = new Uint8Array(0);
+  let pending = NOTHING;
   return {
     get buffered() {
       return pending.length;
@@ -66,7 +68,7 @@ export function createFrameReader(): FrameReader {
         messages.push(data.subarray(offset + 2, offset + 2 + size));
         offset += 2 + size;
       }
-      pending = offset === data.length ? new Uint8Array(0) : copyBytes(data.subarray(offset));
+      pending = offset === data.length ? NOTHING : copyBytes(data.subarray(offset));
       return messages;
     },
   };
