@@ -2,12 +2,14 @@
 // rules, resolver and race (as relay.ts builds them, cache off, no rate
 // limit) over an upstream that answers at once (`fake`: in a microtask) or
 // the stream pool over loopback TCP to a server in this process (`tcp`: its
-// CPU counted too). 50 queries in flight; CPU µs per query, per round. No
+// CPU counted too), or the UDP upstream to a UDP server in this process
+// (`udp`, likewise). 50 queries in flight; CPU µs per query, per round. No
 // dnsperf, no other process: steadier than bench:profile on a shared
 // machine, for before/after checks of the engine (--root: another checkout).
 //
-//   node bench/engine-cpu.ts [--upstream fake|tcp] [--rounds 5] [--root /path/to/checkout]
+//   node bench/engine-cpu.ts [--upstream fake|tcp|udp] [--rounds 5] [--root /path/to/checkout]
 
+import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -21,7 +23,7 @@ const { values: args } = parseArgs({
   },
 });
 const IN_FLIGHT = 50;
-const PER_ROUND = args.upstream === "tcp" ? 100_000 : 200_000;
+const PER_ROUND = args.upstream === "fake" ? 200_000 : 100_000;
 
 // The modules of the checkout under test, typed as this checkout's.
 async function load<T>(path: string): Promise<T> {
@@ -51,6 +53,9 @@ const { createQueryHandler } = await load<typeof import("../relay/src/query-hand
 );
 const { relayClock } = await load<typeof import("../relay/src/transports/relay-clock.ts")>(
   "relay/src/transports/relay-clock.ts",
+);
+const { createUdpUpstream } = await load<typeof import("../relay/src/transports/udp.ts")>(
+  "relay/src/transports/udp.ts",
 );
 const { createStreamPool } = await load<typeof import("../relay/src/transports/stream-pool.ts")>(
   "relay/src/transports/stream-pool.ts",
@@ -112,6 +117,16 @@ async function tcpUpstream(): Promise<Upstream> {
   });
 }
 
+/** The UDP upstream to a UDP server in this process answering every datagram. */
+async function udpUpstream(): Promise<Upstream> {
+  const server = createSocket("udp4");
+  server.on("message", (query, from) => server.send(answerFor(query), from.port, from.address));
+  await new Promise<void>((ready) => server.bind(0, "127.0.0.1", ready));
+  server.unref();
+  const { port } = server.address();
+  return createUdpUpstream({ name: "upstream", host: "127.0.0.1", port, connectTimeoutMs: 2000 });
+}
+
 const { config } = parseRelayConfig({
   listen: { udp: "127.0.0.1:5353" },
   upstreams: [{ name: "upstream", url: "udp://127.0.0.1:53" }],
@@ -119,7 +134,12 @@ const { config } = parseRelayConfig({
   cache: { size: 0 },
   rate_limit: { qps: 0, max_in_flight: 0 },
 });
-const upstream = args.upstream === "tcp" ? await tcpUpstream() : fake;
+const upstream =
+  args.upstream === "tcp"
+    ? await tcpUpstream()
+    : args.upstream === "udp"
+      ? await udpUpstream()
+      : fake;
 const routing = createResolver({
   upstreams: config.upstreams,
   routes: config.routes,
