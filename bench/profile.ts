@@ -2,16 +2,22 @@
 // next to the Node floors, in one run, and (unless --no-profile) a V8 CPU
 // profile of the relay on each path with its top frames by self time.
 //
-//   node bench/profile.ts [--seconds 5] [--rounds 2] [--levels 10,50] [--no-profile] [--no-perf]
-//     [--write] [--paths relay-udp,floor-udp] [--baseline /path/to/another/checkout]
+//   node bench/profile.ts [--seconds 5] [--rounds 2] [--levels 10,50] [--rate 20000]
+//     [--no-profile] [--no-perf] [--write] [--paths relay-udp,floor-udp]
+//     [--baseline /path/to/another/checkout]
 //
 // Paths: relay → UDP, relay → DoH (POST and GET), relay → DoT, and the Node
 // floors → UDP (bench/node-floor-udp.ts) and → DoT (bench/node-floor.ts),
 // all against one unbound answering from cache. Every path runs in turn,
 // round after round, so the ratios compare runs made seconds apart on this
-// shared machine. Where Linux perf can attach, one more run per path under
-// `perf record` splits each process's CPU per query by kind (kernel, GC,
-// JavaScript, ...; bench/perf-split.ts). --write puts the report in
+// shared machine. Each level (-q) runs as fast as the path goes; --rate runs
+// every path once more at -q 50 held to that many queries per second, where
+// the CPU per query compares work done, not how many queries each system
+// call carried (a faster path reads more datagrams per wake-up). Where Linux
+// perf can attach, one more run per path under `perf record` splits each
+// process's CPU per query by kind (kernel, GC, the project's JavaScript,
+// Node's, ...; bench/perf-split.ts) and names the JavaScript functions that
+// cost the most, by CPU rather than wall time. --write puts the report in
 // bench/profiles.md. Bounded:
 // each dnsperf run has -l and -Q; every process is stopped at the end.
 //
@@ -41,7 +47,16 @@ import {
 } from "../test/support/processes.ts";
 import { topFrames } from "./cpu-profile.ts";
 import { dnsperf } from "./dnsperf.ts";
-import { PERF_KINDS, perfAvailable, perfSplit, recordPerf } from "./perf-split.ts";
+import {
+  BUILTINS,
+  NODE_JS,
+  OWN_JS,
+  PERF_KINDS,
+  PERF_NODE_ARGS,
+  perfAvailable,
+  perfSplit,
+  recordPerf,
+} from "./perf-split.ts";
 import { cpuSplit } from "./processes.ts";
 import { startRelayProcess } from "./servers.ts";
 import { transportCpu } from "./transport-cpu.ts";
@@ -51,6 +66,8 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "5" },
     rounds: { type: "string", default: "2" },
     levels: { type: "string", default: "10,50" },
+    /** Queries per second of the fixed-rate run (0: none). */
+    rate: { type: "string", default: "20000" },
     "no-profile": { type: "boolean", default: false },
     "no-perf": { type: "boolean", default: false },
     write: { type: "boolean", default: false },
@@ -63,9 +80,28 @@ const { values: args } = parseArgs({
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const LEVELS = args.levels.split(",").map(Number);
+const RATE = Number(args.rate);
+
 const ZONE = "bench.test.";
 const HOSTS = 200;
 const MAX_QPS = 200_000;
+/** One way of loading a path: dnsperf's queries in flight and its cap on queries per second. */
+interface Load {
+  key: string;
+  outstanding: number;
+  maxQps: number;
+  /** The report's "-q" column. */
+  label: string;
+}
+const LOADS: Load[] = [
+  ...LEVELS.map((q) => ({ key: String(q), outstanding: q, maxQps: MAX_QPS, label: String(q) })),
+  ...(RATE > 0
+    ? [{ key: "rate", outstanding: 50, maxQps: RATE, label: `50, at ${RATE} q/s` }]
+    : []),
+];
+const WARM_UP: Load = { key: "warm-up", outstanding: 10, maxQps: MAX_QPS, label: "10" };
+/** The saturating load of the ratios' first column and of the V8 profiles. */
+const TOP: Load = LOADS.find((l) => l.outstanding === Math.max(...LEVELS) && l.key !== "rate")!;
 const REPORT = fileURLToPath(new URL("./profiles.md", import.meta.url));
 
 interface Path {
@@ -112,7 +148,14 @@ interface Upstreams {
   ca: string;
 }
 
-/** The relays (and floors) on every path; `nodeArgs` go to each relay's Node. */
+/** The perf map a process started with PERF_NODE_ARGS leaves behind. */
+const dropPerfMap = (proc: ManagedProcess) =>
+  rm(`/tmp/perf-${proc.child.pid}.map`, { force: true });
+
+/**
+ * The relays (and floors) on every path; `nodeArgs` go to each process's
+ * Node (by default PERF_NODE_ARGS, for the perf run's JavaScript names).
+ */
 async function startPaths(
   dir: string,
   up: Upstreams,
@@ -132,7 +175,8 @@ async function startPaths(
     [
       "relay-dot",
       "relay → DoT",
-      { url: `tls://127.0.0.1:${up.dot}`, ...tls, pool: { size: 2, max_in_flight: 100 } },
+      // One connection, as the floor's: more would split each turn's writes between them.
+      { url: `tls://127.0.0.1:${up.dot}`, ...tls, pool: { size: 1, max_in_flight: 100 } },
     ],
   ];
   const paths: Path[] = [];
@@ -150,9 +194,9 @@ async function startPaths(
         ...(root
           ? { command: { node: process.execPath, entry: join(root, "relay/src/cli.ts") } }
           : {}),
-        ...(options.nodeArgs ? { nodeArgs: options.nodeArgs(id) } : {}),
+        nodeArgs: options.nodeArgs?.(id) ?? PERF_NODE_ARGS,
       });
-      cleanups.push(() => relay.proc.stop());
+      cleanups.push(() => relay.proc.stop().then(() => dropPerfMap(relay.proc)));
       paths.push({
         started,
         id: root ? `baseline-${id}` : id,
@@ -171,12 +215,12 @@ async function startPaths(
     const port = await freePort();
     const started = Date.now();
     const proc = startProcess(id, process.execPath, [
-      ...(options.nodeArgs?.(id) ?? []),
+      ...(options.nodeArgs?.(id) ?? PERF_NODE_ARGS),
       fileURLToPath(new URL(script, import.meta.url)),
       String(port),
       ...rest,
     ]);
-    cleanups.push(() => proc.stop());
+    cleanups.push(() => proc.stop().then(() => dropPerfMap(proc)));
     await untilReady(proc, () => waitForDns(proc, port, probeName));
     paths.push({ started, id, title, port, proc });
   }
@@ -184,14 +228,14 @@ async function startPaths(
 }
 
 /** One dnsperf run against `path`, with the path's process CPU over it. */
-async function measure(path: Path, queryFile: string, level: number, seconds: number) {
+async function measure(path: Path, queryFile: string, load: Load, seconds: number) {
   const before = cpuSplit(path.proc.child.pid) ?? { user: 0, system: 0 };
   const r = await dnsperf({
     target: { port: path.port },
     queryFile,
-    outstanding: level,
+    outstanding: load.outstanding,
     seconds,
-    maxQps: MAX_QPS,
+    maxQps: load.maxQps,
   });
   const after = cpuSplit(path.proc.child.pid) ?? before;
   const system = after.system - before.system;
@@ -201,12 +245,12 @@ async function measure(path: Path, queryFile: string, level: number, seconds: nu
 /** Rounds × levels × paths, in turn; totals per path and level. */
 async function compare(paths: Path[], queryFile: string): Promise<Map<string, Tally>> {
   const tallies = new Map<string, Tally>();
-  for (const path of paths) await measure(path, queryFile, 10, 1);
+  for (const path of paths) await measure(path, queryFile, WARM_UP, 1);
   for (let round = 0; round < ROUNDS; round++) {
-    for (const level of LEVELS) {
+    for (const load of LOADS) {
       for (const path of paths) {
-        const r = await measure(path, queryFile, level, SECONDS);
-        const key = `${path.id}@${level}`;
+        const r = await measure(path, queryFile, load, SECONDS);
+        const key = `${path.id}@${load.key}`;
         const t = tallies.get(key) ?? {
           completed: 0,
           cpu: 0,
@@ -223,7 +267,7 @@ async function compare(paths: Path[], queryFile: string): Promise<Map<string, Ta
         t.runs++;
         tallies.set(key, t);
         process.stdout.write(
-          `profile: ${path.title.padEnd(18)} -q ${String(level).padStart(2)}: ${r.qps.toFixed(0).padStart(6)} q/s, ` +
+          `profile: ${path.title.padEnd(18)} -q ${load.label.padStart(2)}: ${r.qps.toFixed(0).padStart(6)} q/s, ` +
             `${(r.avgLatency * 1000).toFixed(3)} ms, ${((r.cpu * 1e6) / Math.max(1, r.completed)).toFixed(1)} ms CPU/1k q, ${r.lost} lost\n`,
         );
       }
@@ -237,12 +281,12 @@ function compareTable(paths: Path[], tallies: Map<string, Tally>): string[] {
     "| path | -q | queries/s | avg latency (ms) | CPU ms / 1k q | of it, kernel |",
     "|---|---|---|---|---|---|",
   ];
-  for (const level of LEVELS) {
+  for (const load of LOADS) {
     for (const path of paths) {
-      const t = tallies.get(`${path.id}@${level}`);
+      const t = tallies.get(`${path.id}@${load.key}`);
       if (!t) continue;
       lines.push(
-        `| ${path.title} | ${level} | ${(t.completed / t.seconds).toFixed(0)} | ${((t.latencySum / t.runs) * 1000).toFixed(3)} | ${((t.cpu * 1e6) / Math.max(1, t.completed)).toFixed(1)} | ${((t.system * 1e6) / Math.max(1, t.completed)).toFixed(1)} |`,
+        `| ${path.title} | ${load.label} | ${(t.completed / t.seconds).toFixed(0)} | ${((t.latencySum / t.runs) * 1000).toFixed(3)} | ${((t.cpu * 1e6) / Math.max(1, t.completed)).toFixed(1)} | ${((t.system * 1e6) / Math.max(1, t.completed)).toFixed(1)} |`,
       );
     }
   }
@@ -250,55 +294,91 @@ function compareTable(paths: Path[], tallies: Map<string, Tally>): string[] {
 }
 
 function ratioLines(tallies: Map<string, Tally>): string[] {
-  const level = Math.max(...LEVELS);
-  const cpu = (id: string) => {
-    const t = tallies.get(`${id}@${level}`);
+  const loads = LOADS.filter((l) => l === TOP || l.key === "rate");
+  const cpu = (id: string, load: Load) => {
+    const t = tallies.get(`${id}@${load.key}`);
     return t && t.completed > 0 ? t.cpu / t.completed : Number.NaN;
   };
-  const qps = (id: string) =>
-    (tallies.get(`${id}@${level}`)?.completed ?? Number.NaN) /
-    Math.max(1, tallies.get(`${id}@${level}`)?.seconds ?? 1);
-  const rows: [string, number][] = [
-    ["relay DoH POST CPU/q ÷ baseline's", cpu("relay-doh") / cpu("baseline-relay-doh")],
-    ["relay UDP CPU/q ÷ baseline's", cpu("relay-udp") / cpu("baseline-relay-udp")],
-    ["relay DoT CPU/q ÷ baseline's", cpu("relay-dot") / cpu("baseline-relay-dot")],
-    ["relay DoH POST CPU/q ÷ relay DoT CPU/q", cpu("relay-doh") / cpu("relay-dot")],
-    ["relay DoH GET CPU/q ÷ relay DoT CPU/q", cpu("relay-doh-get") / cpu("relay-dot")],
-    ["relay DoH POST q/s ÷ relay DoT q/s", qps("relay-doh") / qps("relay-dot")],
-    ["relay UDP CPU/q ÷ Node floor UDP CPU/q", cpu("relay-udp") / cpu("floor-udp")],
-    ["relay DoT CPU/q ÷ Node floor DoT CPU/q", cpu("relay-dot") / cpu("floor-dot")],
+  const qps = (id: string, load: Load) =>
+    (tallies.get(`${id}@${load.key}`)?.completed ?? Number.NaN) /
+    Math.max(1, tallies.get(`${id}@${load.key}`)?.seconds ?? 1);
+  const rows: [string, (load: Load) => number][] = [
+    [
+      "relay DoH POST CPU/q ÷ baseline's",
+      (l) => cpu("relay-doh", l) / cpu("baseline-relay-doh", l),
+    ],
+    ["relay UDP CPU/q ÷ baseline's", (l) => cpu("relay-udp", l) / cpu("baseline-relay-udp", l)],
+    ["relay DoT CPU/q ÷ baseline's", (l) => cpu("relay-dot", l) / cpu("baseline-relay-dot", l)],
+    ["relay DoH POST CPU/q ÷ relay DoT CPU/q", (l) => cpu("relay-doh", l) / cpu("relay-dot", l)],
+    ["relay DoH GET CPU/q ÷ relay DoT CPU/q", (l) => cpu("relay-doh-get", l) / cpu("relay-dot", l)],
+    ["relay DoH POST q/s ÷ relay DoT q/s", (l) => qps("relay-doh", l) / qps("relay-dot", l)],
+    ["relay UDP CPU/q ÷ Node floor UDP CPU/q", (l) => cpu("relay-udp", l) / cpu("floor-udp", l)],
+    ["relay DoT CPU/q ÷ Node floor DoT CPU/q", (l) => cpu("relay-dot", l) / cpu("floor-dot", l)],
   ];
-  const shown = rows.filter(([, v]) => Number.isFinite(v));
+  const shown = rows
+    .map(([title, f]) => [title, loads.map(f)] as const)
+    .filter(([, values]) => values.some(Number.isFinite));
+  const cell = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "–");
   return [
-    `| ratio (-q ${level}, same run) | value |`,
-    "|---|---|",
-    ...shown.map(([t, v]) => `| ${t} | ${v.toFixed(2)} |`),
+    `| ratio (same run) | ${loads.map((l) => `-q ${l.label}`).join(" | ")} |`,
+    `|---|${loads.map(() => "---|").join("")}`,
+    ...shown.map(([t, values]) => `| ${t} | ${values.map(cell).join(" | ")} |`),
   ];
 }
 
-/** One more run per path at the highest level under Linux perf: CPU µs per query by kind. */
+/** The load of the perf run: the fixed rate when there is one (the same work for every path). */
+const PERF_LOAD: Load = LOADS.find((l) => l.key === "rate") ?? TOP;
+/** JavaScript functions listed per relay path. */
+const TOP_FUNCTIONS = 16;
+
+/**
+ * One more run per path under Linux perf: CPU µs per query by kind, and the
+ * JavaScript functions (the project's and Node's) that cost the most.
+ */
 async function perfLines(paths: Path[], queryFile: string, dir: string): Promise<string[]> {
   if (args["no-perf"] || !(await perfAvailable())) return [];
-  const level = Math.max(...LEVELS);
-  const columns: { title: string; us: Map<string, number> }[] = [];
+  const columns: { path: Path; us: Map<string, number>; functions: [string, number][] }[] = [];
   for (const path of paths) {
     const file = join(dir, `perf-${path.id}.data`);
     const recording = recordPerf(path.proc.child.pid ?? 0, file);
-    const r = await measure(path, queryFile, level, SECONDS);
+    const r = await measure(path, queryFile, PERF_LOAD, SECONDS);
     await recording.stop();
-    const ms = await perfSplit(file);
+    const split = await perfSplit(file);
     const perQuery = (v: number) => (v * 1000) / Math.max(1, r.completed);
-    columns.push({ title: path.title, us: new Map([...ms].map(([k, v]) => [k, perQuery(v)])) });
+    columns.push({
+      path,
+      us: new Map([...split.kinds].map(([k, v]) => [k, perQuery(v)])),
+      functions: split.functions.map(([name, ms]) => [name, perQuery(ms)]),
+    });
   }
   const total = (us: Map<string, number>) => [...us.values()].reduce((a, b) => a + b, 0);
-  return [
-    `| CPU µs per query (-q ${level}, perf) | ${columns.map((c) => c.title).join(" | ")} |`,
+  const lines = [
+    `| CPU µs per query (-q ${PERF_LOAD.label}, perf) | ${columns.map((c) => c.path.title).join(" | ")} |`,
     `|---|${columns.map(() => "---|").join("")}`,
     ...PERF_KINDS.map(
       (kind) => `| ${kind} | ${columns.map((c) => (c.us.get(kind) ?? 0).toFixed(1)).join(" | ")} |`,
     ),
     `| total | ${columns.map((c) => total(c.us).toFixed(1)).join(" | ")} |`,
   ];
+  for (const c of columns) {
+    if (c.path.id.startsWith("baseline-")) continue;
+    const own = c.us.get(OWN_JS) ?? 0;
+    const node = c.us.get(NODE_JS) ?? 0;
+    const builtins = c.us.get(BUILTINS) ?? 0;
+    lines.push(
+      "",
+      `### ${c.path.title}: JavaScript and V8 builtins by function (perf, µs per query)`,
+      "",
+      `The project's files ${own.toFixed(2)} µs, Node's own JavaScript ${node.toFixed(2)} µs, V8 builtins ${builtins.toFixed(2)} µs per query.`,
+      "",
+      "| µs / query | function |",
+      "|---|---|",
+      ...c.functions
+        .slice(0, TOP_FUNCTIONS)
+        .map(([name, us]) => `| ${us.toFixed(3)} | \`${name}\` |`),
+    );
+  }
+  return lines;
 }
 
 /** Each relay path again under --cpu-prof, one -q 50 run each; its top frames. */
@@ -311,9 +391,9 @@ async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<
       nodeArgs: (id) => ["--cpu-prof", `--cpu-prof-dir=${profDir(id)}`],
     });
     for (const path of paths) {
-      await measure(path, queryFile, 10, 1);
+      await measure(path, queryFile, WARM_UP, 1);
       const skipMs = Date.now() - path.started;
-      await measure(path, queryFile, 50, SECONDS);
+      await measure(path, queryFile, TOP, SECONDS);
       await path.proc.stop();
       const files = await readdir(profDir(path.id));
       if (files.length === 0) continue;
@@ -393,7 +473,7 @@ async function main(): Promise<void> {
         ? [
             "## CPU per query by kind",
             "",
-            "One more run per path under `perf record` (Linux perf, cpu-clock samples of every thread, the kernel's included; bench/perf-split.ts sorts them by DSO and symbol). Unlike the V8 profile below it charges system calls and task switches to the CPU they used, not the wall time they took; perf's own sampling adds a little to every path.",
+            `One more run per path under \`perf record\` at -q ${PERF_LOAD.label} (Linux perf, cpu-clock samples of every thread, the kernel's included; bench/perf-split.ts sorts them by DSO and symbol, and every process runs with ${PERF_NODE_ARGS.join(" ")}, so its JavaScript is named by file). Unlike the V8 profile below it charges system calls and task switches to the CPU they used, not the wall time they took; perf's own sampling adds a little to every path. V8's builtins and garbage collector run for the project's JavaScript and Node's alike; the kernel, Node's C++, malloc and OpenSSL are the I/O's.`,
             "",
             ...split,
             "",
