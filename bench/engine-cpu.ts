@@ -3,11 +3,15 @@
 // limit) over an upstream that answers at once (`fake`: in a microtask) or
 // the stream pool over loopback TCP to a server in this process (`tcp`: its
 // CPU counted too), or the UDP upstream to a UDP server in this process
-// (`udp`, likewise). 50 queries in flight; CPU µs per query, per round. No
+// (`udp`, likewise). --layers measures the same queries entering at each
+// layer in turn (the upstream alone, the routing resolver and race, the
+// policy and cache layers, the query handler), so the differences are
+// each layer's own cost. 50 queries in flight; CPU µs per query, per round. No
 // dnsperf, no other process: steadier than bench:profile on a shared
 // machine, for before/after checks of the engine (--root: another checkout).
 //
-//   node bench/engine-cpu.ts [--upstream fake|tcp|udp] [--rounds 5] [--root /path/to/checkout]
+//   node bench/engine-cpu.ts [--upstream fake|tcp|udp] [--rounds 5] [--layers]
+//     [--root /path/to/checkout]
 
 import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
@@ -19,6 +23,7 @@ const { values: args } = parseArgs({
   options: {
     upstream: { type: "string", default: "fake" },
     rounds: { type: "string", default: "5" },
+    layers: { type: "boolean", default: false },
     root: { type: "string", default: fileURLToPath(new URL("..", import.meta.url)) },
   },
 });
@@ -167,27 +172,71 @@ const queries = Array.from({ length: 400 }, (_, i) =>
 );
 const client = { address: "127.0.0.1", protocol: "udp" } as const;
 
+/** Where a query enters: a function from the query to its answer. */
+type Entry = (query: Uint8Array) => Promise<Uint8Array | undefined>;
+
+const shutdown = new AbortController().signal;
+const entries: [name: string, entry: Entry][] = [
+  ["query handler (ACL, limits, metrics) and all below", (q) => handler.handle(q, client)],
+];
+if (args.layers) {
+  entries.push(
+    [
+      "policy and cache layers (cache off) and all below",
+      (q) => resolver.resolve(q, shutdown).then((o) => o.answer),
+    ],
+    [
+      "routing resolver (question read, route, EDNS rewrite, race, answer check) and the upstream",
+      (q) => routing.resolve(q, shutdown).then((o) => o.answer),
+    ],
+    // As the race calls it: a signal of its own per attempt.
+    [
+      "the upstream alone, with a signal per query as the race gives it",
+      (q) => upstream.query(q, new AbortController().signal),
+    ],
+  );
+}
+
 /** One asker: `count` queries one after another. */
-async function asker(count: number, offset: number): Promise<void> {
+async function asker(entry: Entry, count: number, offset: number): Promise<void> {
   for (let i = 0; i < count; i++) {
-    const answer = await handler.handle(queries[(i + offset) % queries.length]!.slice(), client);
+    const answer = await entry(queries[(i + offset) % queries.length]!.slice());
     if (!answer || (answer[3]! & 0x0f) !== 0) throw new Error("engine-cpu: no NOERROR answer");
   }
 }
 
-async function round(total: number): Promise<number> {
+async function round(entry: Entry, total: number): Promise<number> {
   const before = process.cpuUsage();
-  const askers = Array.from({ length: IN_FLIGHT }, (_, k) => asker(total / IN_FLIGHT, k * 7));
+  const askers = Array.from({ length: IN_FLIGHT }, (_, k) =>
+    asker(entry, total / IN_FLIGHT, k * 7),
+  );
   await Promise.all(askers);
   const used = process.cpuUsage(before);
   return (used.user + used.system) / total;
 }
 
-await round(PER_ROUND / 4); // warm-up
-const perQuery: number[] = [];
-for (let r = 0; r < Number(args.rounds); r++) perQuery.push(await round(PER_ROUND));
-const sorted = perQuery.toSorted((a, b) => a - b);
-process.stdout.write(
-  `engine-cpu (${args.upstream}, ${args.root}): CPU µs per query by round ${perQuery.map((us) => us.toFixed(2)).join(" ")}; median ${sorted[sorted.length >> 1]!.toFixed(2)}\n`,
-);
+const median = (values: number[]) => values.toSorted((a, b) => a - b)[values.length >> 1]!;
+for (const [, entry] of entries) await round(entry, PER_ROUND / 4); // warm-up
+// Rounds of every entry in turn, so drift touches each alike.
+const perQuery = entries.map((): number[] => []);
+for (let r = 0; r < Number(args.rounds); r++) {
+  for (const [i, [, entry]] of entries.entries()) perQuery[i]!.push(await round(entry, PER_ROUND));
+}
+if (!args.layers) {
+  process.stdout.write(
+    `engine-cpu (${args.upstream}, ${args.root}): CPU µs per query by round ${perQuery[0]!.map((us) => us.toFixed(2)).join(" ")}; median ${median(perQuery[0]!).toFixed(2)}\n`,
+  );
+} else {
+  // A markdown table: bench/profile.ts puts it in its report.
+  const lines = [
+    `| entering at (${args.upstream} upstream, ${IN_FLIGHT} in flight) | CPU µs / query | of it, this layer |`,
+    "|---|---|---|",
+  ];
+  entries.forEach(([name], i) => {
+    const us = median(perQuery[i]!);
+    const below = i + 1 < entries.length ? median(perQuery[i + 1]!) : 0;
+    lines.push(`| ${name} | ${us.toFixed(2)} | ${(us - below).toFixed(2)} |`);
+  });
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
 await upstream.close();

@@ -17,7 +17,8 @@
 // perf can attach, one more run per path under `perf record` splits each
 // process's CPU per query by kind (kernel, GC, the project's JavaScript,
 // Node's, ...; bench/perf-split.ts) and names the JavaScript functions that
-// cost the most, by CPU rather than wall time. --write puts the report in
+// cost the most, by CPU rather than wall time. The engine's layers alone
+// come from bench/engine-cpu.ts --layers. --write puts the report in
 // bench/profiles.md. Bounded:
 // each dnsperf run has -l and -Q; every process is stopped at the end.
 //
@@ -28,11 +29,12 @@
 // the file in Chrome DevTools (Performance → Load profile) or summarise it
 // with topFrames() from bench/cpu-profile.ts.
 
+import { execFile } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import {
   createTestCertificates,
   freePort,
@@ -103,6 +105,7 @@ const WARM_UP: Load = { key: "warm-up", outstanding: 10, maxQps: MAX_QPS, label:
 /** The saturating load of the ratios' first column and of the V8 profiles. */
 const TOP: Load = LOADS.find((l) => l.outstanding === Math.max(...LEVELS) && l.key !== "rate")!;
 const REPORT = fileURLToPath(new URL("./profiles.md", import.meta.url));
+const runFile = promisify(execFile);
 
 interface Path {
   /** Date.now() when its process was started. */
@@ -381,6 +384,15 @@ async function perfLines(paths: Path[], queryFile: string, dir: string): Promise
   return lines;
 }
 
+/** bench/engine-cpu.ts --layers in its own process: its table's lines. */
+async function engineLayers(): Promise<string[]> {
+  const script = fileURLToPath(new URL("./engine-cpu.ts", import.meta.url));
+  const { stdout } = await runFile(process.execPath, [script, "--layers", "--rounds", "3"], {
+    timeout: 300_000,
+  });
+  return stdout.trim().split("\n");
+}
+
 /** Each relay path again under --cpu-prof, one -q 50 run each; its top frames. */
 async function profiles(dir: string, up: Upstreams, queryFile: string): Promise<string[]> {
   const profDir = (id: string) => join(dir, "prof", id);
@@ -452,6 +464,7 @@ async function main(): Promise<void> {
       },
       ROUNDS,
     );
+    const layers = await engineLayers();
     const load1 = loadavg();
     const frames = args["no-profile"] ? [] : await profiles(dir, up, queryFile);
     const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" / ");
@@ -484,6 +497,12 @@ async function main(): Promise<void> {
       "bench/transport-cpu.ts: each transport in the bench's own process, 50 queries in flight to the same unbound, 20,000 queries per round, rounds in turn; no relay engine, no dnsperf, no UDP legs.",
       "",
       ...transports,
+      "",
+      "## The engine by layer",
+      "",
+      "`npm run bench:engine -- --layers`: the relay's per-query JavaScript in one process over an upstream that answers in a microtask, the same queries entering at each layer in turn (3 rounds, medians). Each row includes the harness (a loop of awaits, a copy of each query) and everything below it; the last column is the layer's own cost.",
+      "",
+      ...layers,
       "",
       ...(frames.length > 0
         ? [
