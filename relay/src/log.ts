@@ -41,12 +41,16 @@ export function createLogger(
     },
     { write },
   );
+  // Kept here as well: pino's own getter costs a few lookups, and the
+  // query path asks for the level on every query.
+  let current = level;
   return {
     get level() {
-      return log.level as LogLevel;
+      return current;
     },
     set level(next: LogLevel) {
       log.level = next;
+      current = next;
     },
     debug: (msg, fields) => log.debug(fields ?? {}, msg),
     info: (msg, fields) => log.info(fields ?? {}, msg),

@@ -21,7 +21,7 @@ export function createPending(): Pending {
     },
     done() {
       count--;
-      if (count === 0) {
+      if (count === 0 && waiters.length > 0) {
         const ready = waiters;
         waiters = [];
         for (const w of ready) w();
