@@ -6,6 +6,7 @@
 // any other config error, so a reload keeps the old lists.
 
 import { readFile } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
 import { ConfigError, type RelayConfig } from "../../shared/config/schema.ts";
 import {
   isCompiledList,

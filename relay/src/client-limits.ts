@@ -3,6 +3,8 @@
 // query in flight) are evicted oldest-first; if every entry is busy the new
 // client is refused rather than growing the table.
 
+import { performance } from "node:perf_hooks";
+
 export interface ClientLimitsOptions {
   /** Sustained queries per second; 0 = unlimited. */
   qps: number;

@@ -8,6 +8,7 @@
 // the chain answers with the configured on_error decision. Lua entries
 // (runtime: lua, lua-plugin.ts) take their place in the same chain.
 
+import type { Buffer } from "node:buffer";
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import {
   ConfigError,

@@ -5,6 +5,7 @@
 // answers nothing, for bytes shorter than a DNS header (no ID to answer) and
 // for a message with the QR bit set (a response: answering could loop).
 
+import { performance } from "node:perf_hooks";
 import { type Cidr, cidrContains, normalizeIp, tryParseIp } from "../../shared/config/ip.ts";
 import { rcodeText } from "../../shared/dns/codes.ts";
 import {

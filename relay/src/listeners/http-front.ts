@@ -8,6 +8,7 @@
 // a connection with no request in flight; max_queries_per_connection. The
 // apps bound how long a body may take (408).
 
+import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import {
   createServer as createHttp1Server,

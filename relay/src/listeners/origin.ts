@@ -6,6 +6,7 @@
 // constant time and never logged.
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { Http2Bindings, HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { ConfigError, type OriginListenerConfig } from "../../../shared/config/schema.ts";

@@ -10,6 +10,7 @@
 // module, h2/node-driver.ts, is the reference), built on
 // shared/doh/doh-exchange.ts.
 
+import type { Buffer } from "node:buffer";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { dohAnswer, dohRequest } from "../../../shared/doh/doh-exchange.ts";
 import type { Clock } from "../../../shared/engine/clock.ts";

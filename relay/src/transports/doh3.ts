@@ -9,6 +9,7 @@
 // or rejected by the server, are retried within `maxRetries`, like queries
 // on a connection that died. HTTP/3 only: no fallback to HTTP/2.
 
+import { Buffer } from "node:buffer";
 import { bracketHost, formatHostPort } from "../../../shared/config/ip.ts";
 import { padQuery } from "../../../shared/dns/edns-options.ts";
 import { withId } from "../../../shared/dns/wire.ts";

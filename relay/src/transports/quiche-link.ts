@@ -5,6 +5,8 @@
 // upstream on this driver spends 0.07–0.26 ms (bench/doq.ts). Used by the DoQ
 // and DoH3 upstreams (both opened by quic-dial.ts) and the test DoQ server.
 
+import { Buffer } from "node:buffer";
+import { performance } from "node:perf_hooks";
 import type * as Native from "@matrixai/quic/dist/native/index.js";
 import { copyBytes } from "../../../shared/dns/bytes.ts";
 

@@ -5,6 +5,7 @@
 // way back). Writes made in one event-loop turn leave in one segment (cork
 // until the check phase). TLS sessions are resumed from the last ticket.
 
+import { Buffer } from "node:buffer";
 import { randomInt } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";

@@ -2,6 +2,7 @@
 // place (DoT and HTTP/2 DoH), and the one rule for telling a TLS failure
 // from a network one while a connection opens.
 
+import type { Buffer } from "node:buffer";
 import { isIP } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 import type { LookupFunction } from "./bootstrap.ts";

@@ -5,6 +5,7 @@
 // after a number of queries so source ports keep changing (RFC 5452). An
 // answer with TC=1 is retried over TCP (RFC 7766 §5).
 
+import { Buffer } from "node:buffer";
 import { randomFillSync } from "node:crypto";
 import { createSocket, type Socket, type SocketOptions } from "node:dgram";
 import type { LookupFunction } from "node:net";

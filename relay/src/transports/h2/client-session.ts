@@ -11,6 +11,7 @@
 // Node's http2 module cost the relay ~2.7× the CPU per query of its DoT
 // path (stream objects, events, nghttp2 round trips): bench/profiles.md.
 
+import { Buffer } from "node:buffer";
 import type { TLSSocket } from "node:tls";
 import type { DohRequest, DohResponse } from "../../../../shared/doh/doh-exchange.ts";
 import { abortedBy, UpstreamError } from "../../../../shared/engine/errors.ts";

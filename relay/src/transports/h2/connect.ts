@@ -3,6 +3,7 @@
 // bytes (the connection preface, our SETTINGS, and a larger connection
 // receive window).
 
+import { Buffer } from "node:buffer";
 import { connect, type TLSSocket } from "node:tls";
 import type { Clock } from "../../../../shared/engine/clock.ts";
 import { UpstreamError } from "../../../../shared/engine/errors.ts";

@@ -2,6 +2,8 @@
 // uses, writing frames into one buffer, and reading them off a byte stream
 // that splits and joins them anywhere.
 
+import { Buffer } from "node:buffer";
+
 export const FRAME = {
   DATA: 0x0,
   HEADERS: 0x1,

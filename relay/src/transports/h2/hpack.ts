@@ -3,6 +3,7 @@
 // of the few request fields as literals that are never indexed by us (no
 // encoder table, so nothing to keep in step with the server's settings).
 
+import { Buffer } from "node:buffer";
 import { huffmanDecode } from "./huffman.ts";
 
 /** RFC 7541 Appendix A: index 1–61 (the entry at 0 is a placeholder). */

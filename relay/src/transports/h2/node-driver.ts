@@ -3,6 +3,7 @@
 // `npm run bench:profile` compare the relay's own client with. Plug it in
 // with `createDohH2Upstream(options, createNodeH2Driver(options))`.
 
+import { Buffer } from "node:buffer";
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,

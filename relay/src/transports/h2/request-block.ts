@@ -4,6 +4,7 @@
 // block is a cached prefix plus content-length, a GET's a prefix, the path
 // and accept. Pseudo-header fields come first (RFC 9113 §8.3).
 
+import { Buffer } from "node:buffer";
 import type { DohRequest } from "../../../../shared/doh/doh-exchange.ts";
 import { INDEXED, literalField, NAME } from "./hpack.ts";
 

@@ -5,6 +5,7 @@
 // table capacity of 0), and one bidirectional stream per request. A protocol
 // violation by the server closes the connection with the RFC's error code.
 
+import { performance } from "node:perf_hooks";
 import { UpstreamError } from "../../../../shared/engine/errors.ts";
 import type { QuicheLink } from "../quiche-link.ts";
 import {
