@@ -132,7 +132,9 @@ export class QueryRun implements TimedRun {
   end(attempt: Attempt): boolean {
     const i = this.live.indexOf(attempt);
     if (i < 0) return false;
-    this.live.splice(i, 1);
+    // The order of live attempts means nothing: the last one fills the gap.
+    const last = this.live.pop()!;
+    if (i < this.live.length) this.live[i] = last;
     if (attempt.timer !== undefined) this.ctx.settings.clock.clearTimeout(attempt.timer);
     return true;
   }
